@@ -1,0 +1,63 @@
+"""The ``medsr`` command line.
+
+Each command lives in its own module of this package with two functions:
+``add_parser(subparsers)`` (declares its arguments) and ``run(args) -> int``. ``COMMANDS``
+lists them explicitly; nothing is discovered by scanning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from medsr import __version__
+from medsr.errors import MedsrError
+
+COMMANDS: dict[str, ModuleType] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medsr",
+        description="Medical image super-resolution: read, degrade, train, evaluate, upscale.",
+    )
+    parser.add_argument("--version", action="version", version=f"medsr {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of unexpected errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except MedsrError as error:
+        print(f"medsr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medsr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: say so plainly, traceback only on request
+        if args.debug:
+            raise
+        print(
+            f"medsr {args.command}: unexpected {type(error).__name__}: {error}\n"
+            "This is a bug in medsr; run again with --debug for the traceback and report it.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
