@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
+from medsr.cli import convert, info
 from medsr.errors import MedsrError
 
-COMMANDS: dict[str, ModuleType] = {}
+COMMANDS: dict[str, ModuleType] = {
+    "info": info,
+    "convert": convert,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: int) -> None:
+    """medsr's own warnings always; third-party chatter (pydicom's decoder fallbacks, Python
+    warnings) only with -v, since medsr turns the problems that matter into its own errors."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.captureWarnings(True)
+    quiet = logging.CRITICAL if verbose == 0 else level
+    for name in ("pydicom", "py.warnings", "PIL"):
+        logging.getLogger(name).setLevel(quiet)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         return int(COMMANDS[args.command].run(args) or 0)
     except MedsrError as error:

@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from medsr.io.image import Image, Source
+from medsr.io.read import READABLE, read
+from medsr.io.write import WRITABLE, write
 
-__all__ = ["Image", "Source"]
+__all__ = ["READABLE", "WRITABLE", "Image", "Source", "read", "write"]

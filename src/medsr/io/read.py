@@ -1,0 +1,141 @@
+"""``read(path) -> Image``: any supported medical or plain image format, detected by content.
+
+The file's first bytes decide its format (the name's suffix only has to agree), so a renamed or
+truncated file gets an error that names the real problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from pathlib import Path
+
+from medsr.errors import CorruptFileError, ReadError, UnsupportedFormatError
+from medsr.io import dicom, formats, nifti
+from medsr.io.image import Image
+
+log = logging.getLogger(__name__)
+
+# Default cap on pixels (voxels) per image: 2**29 float32 values are 2 GiB in memory.
+MAX_PIXELS = int(os.environ.get("MEDSR_MAX_PIXELS", 2**29))
+
+SUFFIX_FORMATS = {
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".ima": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".mat": "mat",
+}
+READABLE = sorted(set(SUFFIX_FORMATS.values()))
+
+
+def suffix_of(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def sniff(path: Path) -> str | None:
+    """The format a file's content says it is, or None."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(formats.PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "npz"
+    if head.startswith(b"MATLAB") or head[512:520] == formats.HDF5_SIGNATURE:
+        return "mat"
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
+        return "nifti"
+    if len(head) >= 4 and int.from_bytes(head[:4], "big") in (348, 540):
+        return "nifti"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as f:
+                inner = f.read(4)
+        except (OSError, EOFError):
+            return None
+        if len(inner) == 4 and (
+            int.from_bytes(inner, "little") in (348, 540)
+            or int.from_bytes(inner, "big") in (348, 540)
+        ):
+            return "nifti"
+    return None
+
+
+def read(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    series_uid: str | None = None,
+    key: str | None = None,
+    modality: str | None = None,
+) -> Image:
+    """Read an image or volume, in physical units with its geometry.
+
+    ``path`` is a file (DICOM, NIfTI, PNG, JPEG, TIFF, NPY, NPZ, MAT) or a folder holding one
+    DICOM series (``series_uid`` picks one when it holds several). ``key`` names the array in
+    NPZ/MAT files that hold several. ``modality`` overrides the modality (formats without one
+    default to ``OT``). Raises a ``medsr.errors.ReadError`` subclass naming the file and problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(path, "no such file or folder")
+    if path.is_dir():
+        image = dicom.read_series(path, max_pixels=max_pixels, series_uid=series_uid)
+    else:
+        image = _read_file(path, max_pixels=max_pixels, key=key)
+    if modality is not None:
+        image = image.replace(modality=modality)
+    return image
+
+
+def _read_file(path: Path, *, max_pixels: int, key: str | None) -> Image:
+    if path.stat().st_size == 0:
+        raise CorruptFileError(path, "file is empty")
+    detected = sniff(path)
+    expected = SUFFIX_FORMATS.get(suffix_of(path))
+    if detected is None:
+        # DICOM without a preamble (old files, Siemens .ima) is only recognisable by parsing.
+        if expected in (None, "dicom"):
+            return dicom.read_file(path, max_pixels=max_pixels)
+        raise UnsupportedFormatError(
+            path, f"content is not {expected.upper()} (the file may be truncated or misnamed)"
+        )
+    if expected is not None and expected != detected:
+        log.warning(
+            "%s: named like %s but its content is %s; reading it as %s",
+            path.name,
+            expected,
+            detected,
+            detected,
+        )
+    if detected == "dicom":
+        return dicom.read_file(path, max_pixels=max_pixels)
+    if detected == "nifti":
+        return nifti.read(path, max_pixels=max_pixels)
+    if detected in ("png", "jpeg"):
+        return formats.read_pillow(path, kind=detected, max_pixels=max_pixels)
+    if detected == "tiff":
+        return formats.read_tiff(path, max_pixels=max_pixels)
+    if detected == "npy":
+        return formats.read_npy(path, max_pixels=max_pixels)
+    if detected == "npz":
+        return formats.read_npz(path, max_pixels=max_pixels, key=key)
+    return formats.read_mat(path, max_pixels=max_pixels, key=key)

@@ -1,0 +1,141 @@
+"""``write(image, path, like=source)``: DICOM (derived series), NIfTI, PNG, TIFF, NPY, NPZ."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from medsr.errors import WriteError
+from medsr.io import dicom_write, formats, nifti
+from medsr.io.image import Image, Source
+from medsr.io.read import suffix_of
+
+WRITABLE = ("dicom", "nifti", "png", "tiff", "npy", "npz")
+SUFFIXES = {
+    "dicom": ".dcm",
+    "nifti": ".nii.gz",
+    "png": ".png",
+    "tiff": ".tif",
+    "npy": ".npy",
+    "npz": ".npz",
+}
+_BY_SUFFIX = {
+    ".dcm": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+
+
+def format_for(path: Path, format: str | None = None) -> str:
+    """The output format: given explicitly, else from the suffix; a folder path means DICOM."""
+    if format is not None:
+        if format not in WRITABLE:
+            raise WriteError(path, f"unknown output format {format!r}; choose from {WRITABLE}")
+        return format
+    suffix = suffix_of(path)
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix]
+    if suffix == "":
+        return "dicom"
+    raise WriteError(
+        path, f"cannot tell the format from the suffix {suffix!r}; use one of {sorted(_BY_SUFFIX)}"
+    )
+
+
+def write(
+    image: Image,
+    path: str | os.PathLike,
+    *,
+    like: Image | Source | None = None,
+    format: str | None = None,
+    description: str = "",
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write ``image``; returns the files written.
+
+    ``like`` is the image (or its ``Source``) whose header the output derives from; by default
+    the image's own source. DICOM output is a derived series: a volume goes into the folder
+    ``path`` (one file per slice) unless its source was one multi-frame file; a 2D image into the
+    file ``path``. Existing files are not replaced unless ``overwrite``.
+    """
+    path = Path(path)
+    fmt = format_for(path, format)
+    source = like.source if isinstance(like, Image) else like if like is not None else image.source
+    if fmt == "dicom":
+        return _write_dicom(image, path, source, description=description, overwrite=overwrite)
+    if path.exists() and not overwrite:
+        raise WriteError(path, "already exists (pass overwrite to replace it)")
+    image_for_values = image if source is image.source else image.replace(source=source)
+    writers: dict[str, Callable[[Image, Path], None]] = {
+        "nifti": nifti.write,
+        "png": formats.write_png,
+        "tiff": formats.write_tiff,
+        "npy": formats.write_npy,
+        "npz": formats.write_npz,
+    }
+    _atomic(path, lambda tmp: writers[fmt](image_for_values, tmp))
+    return [path]
+
+
+def _atomic(path: Path, write_to: Callable[[Path], None]) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix_of(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=".medsr-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write_to(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _write_dicom(
+    image: Image, path: Path, source: Source | None, *, description: str, overwrite: bool
+) -> list[Path]:
+    is_file = suffix_of(path) in (".dcm", ".dicom", ".ima")
+    with dicom_write.strict_writing():
+        if source is None or source.format != "dicom" or not source.datasets:
+            if is_file and path.exists() and not overwrite:
+                raise WriteError(path, "already exists (pass overwrite to replace it)")
+            return dicom_write.write_scratch(
+                image, path, as_series=not is_file, overwrite=overwrite
+            )
+        datasets = source.datasets
+        if source.frame_order is not None:
+            target = path if is_file else path / "IM00001.dcm"
+            if target.exists() and not overwrite:
+                raise WriteError(target, "already exists (pass overwrite to replace it)")
+            return dicom_write.write_multiframe(
+                image,
+                target,
+                template=datasets[0],
+                frame_order=source.frame_order,
+                description=description,
+            )
+        if image.is_volume or not is_file:
+            if is_file:
+                raise WriteError(
+                    path,
+                    f"a volume of {image.spatial_shape[0]} slices is written as a series into a "
+                    "folder: give a folder path (no .dcm suffix)",
+                )
+            return dicom_write.write_series(
+                image, path, templates=datasets, description=description, overwrite=overwrite
+            )
+        if path.exists() and not overwrite:
+            raise WriteError(path, "already exists (pass overwrite to replace it)")
+        return dicom_write.write_single(image, path, template=datasets[0], description=description)
