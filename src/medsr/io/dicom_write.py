@@ -45,6 +45,10 @@ STALE_KEYWORDS = (
     "LargestPixelValueInSeries",
     "ExtendedOffsetTable",
     "ExtendedOffsetTableLengths",
+)
+# A PALETTE COLOR source is written as RGB, so its palette goes (a supplemental palette of a grey
+# image stays).
+PALETTE_KEYWORDS = (
     "RedPaletteColorLookupTableDescriptor",
     "GreenPaletteColorLookupTableDescriptor",
     "BluePaletteColorLookupTableDescriptor",
@@ -161,7 +165,8 @@ def _source_reference(ds: Dataset) -> Dataset:
 
 
 def _remove_stale(ds: Dataset) -> None:
-    for keyword in STALE_KEYWORDS:
+    palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+    for keyword in STALE_KEYWORDS + (PALETTE_KEYWORDS if palette else ()):
         if keyword in ds:
             del ds[keyword]
     for elem in list(ds):
@@ -178,7 +183,10 @@ def _mark_derived(ds: Dataset, series: dict, label: str, description: str) -> No
     names a super-resolution the texts also say the images are not for primary diagnosis.
     """
     image_type = list(ds.get("ImageType", []) or [])
-    ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
+    # Enhanced (functional-group) IODs only allow PRIMARY as value 2.
+    enhanced = "SharedFunctionalGroupsSequence" in ds
+    second = (image_type[1:2] or ["PRIMARY"])[0] if enhanced else "SECONDARY"
+    ds.ImageType = ["DERIVED", second, *image_type[2:]]
     ds.SeriesInstanceUID = series["uid"]
     if "number" in series:
         ds.SeriesNumber = series["number"]
@@ -367,7 +375,9 @@ def write_multiframe(
     if image.color:
         pixels = volume
     else:
-        pixels = np.stack([_pixels_for(image, template, volume[k]) for k in range(volume.shape[0])])
+        parts = [_pixels_for(image, template, volume[k]) for k in range(volume.shape[0])]
+        pixels = np.stack([p for p, _ in parts])
+        _report_clipped(sum(n for _, n in parts), template)
     _set_pixels(ds, pixels, color=image.color)
     ds.NumberOfFrames = pixels.shape[0]
     _save(ds, path)
@@ -387,7 +397,7 @@ def _derive_frame_groups(item: Dataset, image: Image, z_changed: bool) -> None:
         if element.keyword.endswith("FrameTypeSequence") and element.value:
             frame_type = list(element.value[0].get("FrameType", []))
             if frame_type:
-                element.value[0].FrameType = ["DERIVED", "SECONDARY", *frame_type[2:]]
+                element.value[0].FrameType = ["DERIVED", *frame_type[1:]]
 
 
 def _pixels_for(image: Image, template: Dataset, values: np.ndarray) -> tuple[np.ndarray, int]:

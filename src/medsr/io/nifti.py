@@ -75,13 +75,21 @@ def read(path: Path, *, max_pixels: int) -> Image:
         signed=bool(integer and np.issubdtype(dtype, np.signedinteger)),
         header=header.copy(),
     )
+    array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
+    spacing = tuple(spacing_ijk[::-1].tolist())
+    direction = direction_ijk[:, ::-1]
+    metadata = {}
+    if array.shape[0] == 1:  # a single slice is a 2D image (so 2D -> NIfTI -> 2D round-trips)
+        metadata["slice_thickness"] = spacing[0]
+        array, spacing, direction = array[0], spacing[1:], direction[:, 1:]
     return Image(
-        array=np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
-        spacing=tuple(spacing_ijk[::-1].tolist()),
+        array=array,
+        spacing=spacing,
         origin=tuple(origin.tolist()),
-        direction=direction_ijk[:, ::-1],
+        direction=direction,
         modality=_modality_from_header(header),
         source=source,
+        metadata=metadata,
     )
 
 
