@@ -14,7 +14,7 @@ each reader sees every item once, sorted by the key
     SHA-256( JSON ["medsr-study-order-v1", seed, reader_index, case, [method, ...]] )
 
 (UTF-8, ``json.dumps`` with default separators, reader_index 0-based, the methods of a
-pair in sorted order). In pairwise mode the method listed first is shown on the right
+pair sorted by code point). In pairwise mode the method sorted first is shown on the right
 instead of the left when the lowest bit of the last byte of
 
     SHA-256( JSON ["medsr-study-side-v1", seed, reader_index, case, [method_a, method_b]] )
@@ -323,6 +323,7 @@ def design_items(
     if not methods_by_case:
         raise ConfigError("a study needs at least one case")
     reference: tuple[str, ...] | None = None
+    first = ""
     for case, methods in methods_by_case.items():
         check_name("case", case)
         names = tuple(sorted(check_name("method", m) for m in methods))
