@@ -60,3 +60,23 @@ class GeometryError(MedsrError):
 
 class WriteError(FileError):
     """An image could not be written (format limits, invalid values, failed read-back)."""
+
+
+class StudyError(MedsrError):
+    """A reader-study request is invalid; each subclass maps to one HTTP status in the web app."""
+
+
+class InvalidAnswerError(StudyError, ValueError):
+    """An answer is malformed: a score outside 1-5, an unknown flag, the wrong kind (422)."""
+
+
+class UnknownItemError(StudyError, LookupError):
+    """No such item or image in this study, or not one assigned to this reader (404)."""
+
+
+class InvalidTokenError(StudyError):
+    """The reader token is missing or matches no reader of this study (401)."""
+
+
+class AlreadyAnsweredError(StudyError):
+    """The study forbids changing answers and this item was answered already (409)."""

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, info
+from medsr.cli import convert, info, study
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
     "info": info,
     "convert": convert,
+    "study": study,
 }
 
 
