@@ -74,7 +74,7 @@ from typing import Literal
 
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
@@ -99,7 +99,10 @@ __all__ = [
     "deidentify_tree",
     "profile_rows",
     "profile_table",
+    "read_dicom",
     "resolve_action",
+    "shift_date_text",
+    "write_dicom_atomic",
 ]
 
 Action = Literal["D", "Z", "X", "K", "C", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"]
@@ -362,6 +365,11 @@ def _clean(ds: Dataset, ctx: _Context, parents: tuple[int, ...]) -> None:
             if not ctx.options.keep_private:
                 del ds[tag]
                 ctx.report.private_removed += 1
+            continue
+        if tag.group == 0x0000 and not parents:
+            # command elements do not belong in a stored instance (and cannot be written)
+            del ds[tag]
+            ctx.report.removed += 1
             continue
         if _in_repeating_group(tag):
             _clean_repeating(ds, tag, ctx)
@@ -647,14 +655,31 @@ def read_dicom(path: Path, *, label: str) -> Dataset:
                 ds = pydicom.dcmread(path, force=True)
                 if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
                     raise
-            # parse every element now, so that a truncated file fails here
+            _check_not_truncated(ds, label)
+            # parse every element now, so that a broken file fails here, not half-written
             for _ in ds.iterall():
                 pass
+        except ReadError:
+            raise
         except InvalidDicomError as error:
             raise UnsupportedFormatError(label, "not a DICOM file") from error
         except Exception as error:
             raise ReadError(label, f"cannot be read as DICOM ({type(error).__name__})") from error
     return ds
+
+
+def _check_not_truncated(ds: Dataset, label: str) -> None:
+    # pydicom reads a file cut inside an element without complaint; the raw element then
+    # holds fewer bytes than its header declares (a cut between elements goes unnoticed)
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.length != 0xFFFFFFFF
+            and raw.value is not None
+            and len(raw.value) < raw.length
+        ):
+            raise ReadError(label, f"truncated: element {Tag(tag)} is cut short")
 
 
 def _complete_file_meta(ds: Dataset) -> None:
