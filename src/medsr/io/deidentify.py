@@ -671,7 +671,7 @@ def read_dicom(path: Path, *, label: str) -> Dataset:
 def _check_not_truncated(ds: Dataset, label: str) -> None:
     # pydicom reads a file cut inside an element without complaint; the raw element then
     # holds fewer bytes than its header declares (a cut between elements goes unnoticed)
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
         raw = ds.get_item(tag)
         if (
             isinstance(raw, RawDataElement)
