@@ -656,6 +656,9 @@ def read_dicom(path: Path, *, label: str) -> Dataset:
                 if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
                     raise
             _check_not_truncated(ds, label)
+            meta = getattr(ds, "file_meta", None) or Dataset()
+            if "SOPClassUID" not in ds and "MediaStorageSOPClassUID" not in meta:
+                raise ReadError(label, "holds no SOP Class UID: not a DICOM SOP instance")
             # parse every element now, so that a broken file fails here, not half-written
             for _ in ds.iterall():
                 pass
