@@ -26,8 +26,9 @@ SECRETS = (NAME, "Zyxwvut", "Qorbanleak", PATIENT_ID, BIRTH_DATE, ACCESSION)
 
 
 def _with_identifiers(src: Path, dst: Path, *, invalid: bool = False) -> None:
-    saved = pydicom_config.settings.writing_validation_mode
-    pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
+    settings = pydicom_config.settings
+    saved = (settings.reading_validation_mode, settings.writing_validation_mode)
+    settings.reading_validation_mode = settings.writing_validation_mode = pydicom_config.IGNORE
     try:
         ds = pydicom.dcmread(src)
         ds.PatientName = NAME
@@ -48,7 +49,7 @@ def _with_identifiers(src: Path, dst: Path, *, invalid: bool = False) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(dst, enforce_file_format=True)
     finally:
-        pydicom_config.settings.writing_validation_mode = saved
+        settings.reading_validation_mode, settings.writing_validation_mode = saved
 
 
 @pytest.fixture

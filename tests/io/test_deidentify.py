@@ -404,8 +404,9 @@ def test_shift_date_text(text, days, vr, expected):
 
 def test_unshiftable_dates_get_the_basic_action(dicom_file):
     ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
-    ds.AcquisitionDateTime = "2024"  # X/Z/D, type 3 in CT: removed
-    ds.StudyDate = "2024"  # Z: emptied
+    # values pydicom would warn about on assignment: set them as raw elements
+    ds.add(DataElement(0x0008002A, "DT", "2024"))  # X/Z/D, type 3 in CT: removed
+    ds.add(DataElement(0x00080020, "DA", "2024", validation_mode=pydicom.config.IGNORE))
     ds.SeriesDate = ["20240101", "20240102"]
     deidentify_dataset(ds, DeidentificationState(), DeidentifyOptions(shift_days=10))
     assert "AcquisitionDateTime" not in ds
