@@ -558,6 +558,9 @@ def test_tree_refuses_output_inside_input(tmp_path):
         deidentify_tree(tmp_path / "in", tmp_path / "in" / "out", DeidentificationState())
     with pytest.raises(ConfigError):
         deidentify_tree(tmp_path / "in", tmp_path / "in", DeidentificationState())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        deidentify_tree(tmp_path / "in", tmp_path / "file", DeidentificationState())
 
 
 def test_rows_with_values_in_real_files_change(real_path):

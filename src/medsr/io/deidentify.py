@@ -25,8 +25,9 @@ What is done (the full table is ``annex_e.csv`` beside this module, see ``profil
 * with ``shift_days`` (the Retain Longitudinal Temporal Information with Modified Dates
   Option): DA and DT values of the table rows marked ``shift`` move by that many days (DT keeps
   its time and timezone), TM values and the timezone offset are kept; Patient's Birth Date,
-  Birth Time and GPS Time Stamp keep their basic actions; a value that cannot be parsed, or a
-  DT precise to less than a day, gets the basic action instead;
+  Birth Time, GPS Time Stamp and the Context Group Version dates keep their basic actions; a
+  value that cannot be parsed, or a DT precise to less than a day, gets the basic action
+  instead;
 * the file meta information is rebuilt (Media Storage SOP Instance UID mapped like the SOP
   Instance UID, source/sending/receiving AE titles and private information removed,
   implementation class and version set to medsr's) and the preamble zeroed;
@@ -777,6 +778,8 @@ def deidentify_tree(
     src_abs, dst_abs = src.resolve(), dst.resolve()
     if dst_abs == src_abs or src_abs in dst_abs.parents:
         raise ConfigError("the output folder must not be the input folder or inside it")
+    if dst.exists() and not dst.is_dir():
+        raise ConfigError(f"the output {dst.name} exists and is not a folder")
     files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
     summary = TreeSummary()
     for index, path in enumerate(files, start=1):
