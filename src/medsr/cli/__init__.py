@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, info, study
+from medsr.cli import convert, deidentify, info, study
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
     "info": info,
     "convert": convert,
+    "deidentify": deidentify,
     "study": study,
 }
 
@@ -41,14 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: int) -> None:
-    """medsr's own warnings always; third-party chatter (pydicom's decoder fallbacks, Python
-    warnings) only with -v, since medsr turns the problems that matter into its own errors."""
+    """medsr's own messages by verbosity. Third-party loggers and Python warnings stay silent:
+    pydicom's debug log and warnings quote element values (patient names among them), and
+    medsr turns every problem that matters into its own error or warning."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
     logging.captureWarnings(True)
-    quiet = logging.CRITICAL if verbose == 0 else level
-    for name in ("pydicom", "py.warnings", "PIL"):
-        logging.getLogger(name).setLevel(quiet)
+    for name in ("pydicom", "py.warnings", "PIL", "h5py", "nibabel"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
