@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
 from medsr.io import READABLE, WRITABLE, read, write
 
 
@@ -23,11 +24,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series-uid", help="the series to read when a folder holds several")
     p.add_argument("--key", help="the array to read from an NPZ/MAT file holding several")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
+    add_deidentify_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     image = read(args.input, series_uid=args.series_uid, key=args.key)
-    written = write(image, args.output, format=args.format, overwrite=args.overwrite)
+    written = write(
+        image,
+        args.output,
+        format=args.format,
+        overwrite=args.overwrite,
+        deidentify=deidentification_state(args),
+    )
     shape = " x ".join(str(n) for n in image.array.shape)
     where = written[0] if len(written) == 1 else f"{len(written)} files in {written[0].parent}"
     print(f"wrote {where} ({shape}, spacing {' x '.join(f'{s:g}' for s in image.spacing)} mm)")

@@ -128,3 +128,26 @@ def _run_tree(
         f"{len(summary.failed)} failed, {len(summary.warnings)} warnings"
     )
     return 0 if summary.ok else 1
+
+
+def add_deidentify_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--deidentify`` (and ``--deid-key``) for commands that write DICOM (convert, upscale)."""
+    parser.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="de-identify DICOM output with the PS3.15 Basic Confidentiality Profile "
+        "(UIDs replaced consistently within the run; see `medsr deidentify`)",
+    )
+    parser.add_argument(
+        "--deid-key",
+        default=None,
+        help=f"secret key for a reproducible UID mapping (default: ${KEY_ENV_VAR}, else random)",
+    )
+
+
+def deidentification_state(args: argparse.Namespace) -> DeidentificationState | None:
+    """One state for the whole run when ``--deidentify`` was given, else None."""
+    if not getattr(args, "deidentify", False):
+        return None
+    key = args.deid_key if args.deid_key is not None else os.environ.get(KEY_ENV_VAR) or None
+    return DeidentificationState(key=key)

@@ -17,7 +17,7 @@ import datetime
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,9 @@ from medsr.errors import WriteError
 from medsr.io.image import Image
 
 log = logging.getLogger(__name__)
+
+# Called on each finished dataset just before it is written (e.g. de-identification).
+Finalize = Callable[[Dataset], object]
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 NOT_FOR_DIAGNOSIS = "not for primary diagnosis"
@@ -269,6 +272,7 @@ def write_series(
     templates: tuple[Dataset, ...],
     description: str = "",
     overwrite: bool = False,
+    finalize: Finalize | None = None,
 ) -> list[Path]:
     """Legacy single-frame instances, one file per slice, into ``folder``."""
     _prepare_folder(folder, overwrite)
@@ -312,14 +316,19 @@ def write_series(
         clipped += n
         _set_pixels(ds, pixels, color=image.color)
         path = folder / f"IM{k + 1:05d}.dcm"
-        _save(ds, path)
+        _save(ds, path, finalize)
         paths.append(path)
     _report_clipped(clipped, templates[0])
     return paths
 
 
 def write_single(
-    image: Image, path: Path, *, template: Dataset, description: str = ""
+    image: Image,
+    path: Path,
+    *,
+    template: Dataset,
+    description: str = "",
+    finalize: Finalize | None = None,
 ) -> list[Path]:
     """One legacy single-frame instance (a 2D image)."""
     if image.is_volume:
@@ -335,7 +344,7 @@ def write_single(
     pixels, clipped = (image.array, 0) if image.color else _pixels_for(image, template, image.array)
     _report_clipped(clipped, template)
     _set_pixels(ds, pixels, color=image.color)
-    _save(ds, path)
+    _save(ds, path, finalize)
     return [path]
 
 
@@ -346,6 +355,7 @@ def write_multiframe(
     template: Dataset,
     frame_order: tuple[int, ...],
     description: str = "",
+    finalize: Finalize | None = None,
 ) -> list[Path]:
     """An enhanced multi-frame instance, functional groups rewritten for the new grid."""
     volume = image.array if image.is_volume else image.array[None]
@@ -380,7 +390,7 @@ def write_multiframe(
         _report_clipped(sum(n for _, n in parts), template)
     _set_pixels(ds, pixels, color=image.color)
     ds.NumberOfFrames = pixels.shape[0]
-    _save(ds, path)
+    _save(ds, path, finalize)
     return [path]
 
 
@@ -444,8 +454,13 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
         p.unlink()
 
 
-def _save(ds: Dataset, path: Path) -> None:
-    """Write atomically (temp file, fsync, rename), then read back and check the pixels."""
+def _save(ds: Dataset, path: Path, finalize: Finalize | None = None) -> None:
+    """Write atomically (temp file, fsync, rename), then read back and check the pixels.
+
+    ``finalize`` runs on the finished dataset just before writing (e.g. de-identification).
+    """
+    if finalize is not None:
+        finalize(ds)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".medsr-", suffix=".dcm", dir=path.parent)
     try:
@@ -532,7 +547,12 @@ def scratch_template(image: Image, *, study: dict | None = None) -> Dataset:
 
 
 def write_scratch(
-    image: Image, path: Path, *, as_series: bool, overwrite: bool = False
+    image: Image,
+    path: Path,
+    *,
+    as_series: bool,
+    overwrite: bool = False,
+    finalize: Finalize | None = None,
 ) -> list[Path]:
     """Secondary Capture instances for an image with no DICOM source (one file, or a series)."""
     template = scratch_template(image)
@@ -546,7 +566,7 @@ def write_scratch(
             ds, image.array if image.color else stored_values(image, template), color=image.color
         )
         ds.file_meta = _file_meta(ds)
-        _save(ds, path)
+        _save(ds, path, finalize)
         return [path]
     _prepare_folder(path, overwrite)
     paths = []
@@ -562,6 +582,6 @@ def write_scratch(
         )
         ds.file_meta = _file_meta(ds)
         out = path / f"IM{k + 1:05d}.dcm"
-        _save(ds, out)
+        _save(ds, out, finalize)
         paths.append(out)
     return paths

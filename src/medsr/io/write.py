@@ -7,11 +7,15 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medsr.errors import WriteError
 from medsr.io import dicom_write, formats, nifti
 from medsr.io.image import Image, Source
 from medsr.io.read import suffix_of
+
+if TYPE_CHECKING:
+    from medsr.io.deidentify import DeidentificationState
 
 WRITABLE = ("dicom", "nifti", "png", "tiff", "npy", "npz")
 SUFFIXES = {
@@ -58,19 +62,31 @@ def write(
     format: str | None = None,
     description: str = "",
     overwrite: bool = False,
+    deidentify: DeidentificationState | None = None,
 ) -> list[Path]:
     """Write ``image``; returns the files written.
 
     ``like`` is the image (or its ``Source``) whose header the output derives from; by default
     the image's own source. DICOM output is a derived series: a volume goes into the folder
     ``path`` (one file per slice) unless its source was one multi-frame file; a 2D image into the
-    file ``path``. Existing files are not replaced unless ``overwrite``.
+    file ``path``. Existing files are not replaced unless ``overwrite``. With ``deidentify``
+    (one state per run, so UIDs map consistently) DICOM output gets the PS3.15 Basic
+    Application Level Confidentiality Profile; other formats carry no identifiers.
     """
     path = Path(path)
     fmt = format_for(path, format)
     source = like.source if isinstance(like, Image) else like if like is not None else image.source
     if fmt == "dicom":
-        return _write_dicom(image, path, source, description=description, overwrite=overwrite)
+        finalize = None
+        if deidentify is not None:
+            from medsr.io.deidentify import deidentify_dataset
+
+            def finalize(ds, state=deidentify):
+                deidentify_dataset(ds, state, label=path.name)
+
+        return _write_dicom(
+            image, path, source, description=description, overwrite=overwrite, finalize=finalize
+        )
     if path.exists() and not overwrite:
         raise WriteError(path, "already exists (pass overwrite to replace it)")
     image_for_values = image if source is image.source else image.replace(source=source)
@@ -104,7 +120,13 @@ def _atomic(path: Path, write_to: Callable[[Path], None]) -> None:
 
 
 def _write_dicom(
-    image: Image, path: Path, source: Source | None, *, description: str, overwrite: bool
+    image: Image,
+    path: Path,
+    source: Source | None,
+    *,
+    description: str,
+    overwrite: bool,
+    finalize: dicom_write.Finalize | None,
 ) -> list[Path]:
     is_file = suffix_of(path) in (".dcm", ".dicom", ".ima")
     with dicom_write.strict_writing():
@@ -112,7 +134,7 @@ def _write_dicom(
             if is_file and path.exists() and not overwrite:
                 raise WriteError(path, "already exists (pass overwrite to replace it)")
             return dicom_write.write_scratch(
-                image, path, as_series=not is_file, overwrite=overwrite
+                image, path, as_series=not is_file, overwrite=overwrite, finalize=finalize
             )
         datasets = source.datasets
         if source.frame_order is not None:
@@ -125,6 +147,7 @@ def _write_dicom(
                 template=datasets[0],
                 frame_order=source.frame_order,
                 description=description,
+                finalize=finalize,
             )
         if image.is_volume or not is_file:
             if is_file:
@@ -134,8 +157,15 @@ def _write_dicom(
                     "folder: give a folder path (no .dcm suffix)",
                 )
             return dicom_write.write_series(
-                image, path, templates=datasets, description=description, overwrite=overwrite
+                image,
+                path,
+                templates=datasets,
+                description=description,
+                overwrite=overwrite,
+                finalize=finalize,
             )
         if path.exists() and not overwrite:
             raise WriteError(path, "already exists (pass overwrite to replace it)")
-        return dicom_write.write_single(image, path, template=datasets[0], description=description)
+        return dicom_write.write_single(
+            image, path, template=datasets[0], description=description, finalize=finalize
+        )
