@@ -341,6 +341,12 @@ def kspace_window(n: int, kind: KSpaceWindow, *, tukey_alpha: float = 0.5) -> to
     raise ConfigError(f"kspace: unknown window {kind!r}; valid: 'none', 'hamming', 'tukey'")
 
 
+def _centre_phase(n: int, big_n: int, scale: int, device: torch.device) -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float64) - n // 2
+    shift = (scale - 1) / 2.0
+    return torch.polar(torch.ones_like(k), 2.0 * math.pi * k * shift / big_n).to(device)
+
+
 def kspace_truncate(
     x: torch.Tensor,
     scale: Scale,
@@ -355,8 +361,10 @@ def kspace_truncate(
     The image's 2D DFT is cropped to its central ``(H/s_h, W/s_w)`` frequencies (what a scan
     with fewer phase/frequency encodes acquires), optionally apodised with a Hamming or
     Tukey window along the truncated axes (less Gibbs ringing, more blur), and transformed
-    back on the LR grid. The result is multiplied by ``(h w) / (H W)`` so intensities keep
-    their scale (a constant image stays the same constant). ``magnitude=True`` returns
+    back on the LR grid (with a linear phase so the LR pixel centres sit at
+    ``(i + 0.5) s - 0.5`` like the other degradations, not at ``i s``). The result is
+    multiplied by ``(h w) / (H W)`` so intensities keep their scale (a constant image stays
+    the same constant). ``magnitude=True`` returns
     ``|ifft|`` like a magnitude MR reconstruction; otherwise the real part (the imaginary
     part is only the unpaired Nyquist line). Ringing can overshoot: clipped unless
     ``clip=False``.
@@ -369,6 +377,11 @@ def kspace_truncate(
     spectrum = torch.fft.fftshift(torch.fft.fft2(x4), dim=(-2, -1))
     top, left = big_h // 2 - h // 2, big_w // 2 - w // 2
     spectrum = spectrum[..., top : top + h, left : left + w]
+    # DFT cropping samples at HR index i * s; a linear phase moves the samples to the pixel
+    # centres (i + 0.5) * s - 0.5 that every other degradation here uses.
+    phase_h = _centre_phase(h, big_h, factors[0], spectrum.device)
+    phase_w = _centre_phase(w, big_w, factors[1], spectrum.device)
+    spectrum = spectrum * (phase_h[:, None] * phase_w[None, :]).to(spectrum.dtype)
     if window != "none":
         ones = torch.ones
         wh = kspace_window(h, window, tukey_alpha=tukey_alpha) if factors[0] > 1 else ones(h)
