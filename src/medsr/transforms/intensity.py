@@ -358,9 +358,13 @@ def fit_normaliser(
         return BitDepthScaling(bits_stored=bits_stored, signed=signed, clip=clip)
     if chosen == "percentile":
         p_low, p_high = percentiles
-        fg = foreground(a) if mask is None else (np.asarray(mask, dtype=bool) & np.isfinite(a))
-        if mask is not None and fg.shape != a.shape:
-            raise ConfigError(f"mask shape {fg.shape} does not match array shape {a.shape}")
+        if mask is None:
+            fg = foreground(a)
+        else:
+            fg = np.asarray(mask, dtype=bool)
+            if fg.shape != a.shape:
+                raise ConfigError(f"mask shape {fg.shape} does not match array shape {a.shape}")
+            fg = fg & np.isfinite(a)
         values = a[fg]
         if values.size == 0:
             raise ConfigError("cannot fit percentiles: the mask selects no finite voxel")
