@@ -706,8 +706,16 @@ def _filter2d(x4: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     k = kernel.shape[-1]
     b, c, h, w = x4.shape
     flat = _pad(x4.reshape(b * c, 1, h, w), (k // 2, k // 2, k // 2, k // 2))
-    weight = kernel.to(dtype=x4.dtype, device=x4.device).view(1, 1, k, k)
-    return F.conv2d(flat, weight).reshape(b, c, h, w)
+    weight = kernel.to(dtype=x4.dtype, device=x4.device)
+    if k <= 7:
+        return F.conv2d(flat, weight.view(1, 1, k, k)).reshape(b, c, h, w)
+    # Large kernels: the same correlation through the FFT (several times faster on CPU). The
+    # padded image is circularly convolved with the flipped kernel; the wrapped-around part
+    # falls outside the valid region kept below.
+    size = flat.shape[-2:]
+    spectrum = torch.fft.rfft2(flat) * torch.fft.rfft2(weight.flip(0, 1), s=size)
+    out = torch.fft.irfft2(spectrum, s=size)[..., k - 1 :, k - 1 :]
+    return out.reshape(b, c, h, w)
 
 
 # -- volumes -----------------------------------------------------------------------------------
