@@ -38,6 +38,7 @@ import dataclasses
 import io
 import logging
 import math
+import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -65,8 +66,8 @@ def as_generator(seed: Seed | None, *, what: str = "this degradation") -> torch.
     """``torch.Generator`` from a generator (returned as is) or an integer seed."""
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return torch.Generator().manual_seed(seed)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return torch.Generator().manual_seed(int(seed))
     raise ConfigError(
         f"{what} is random: pass generator= a torch.Generator or an int seed, got {seed!r}"
     )
@@ -1137,6 +1138,9 @@ class RealESRGAN(Stage):
                     raise ConfigError(f"realesrgan.{f.name} must be in [0, 1], got {value}")
             elif isinstance(value, tuple) and (value[0] > value[1] or value[0] < 0):
                 raise ConfigError(f"realesrgan.{f.name} must be [low, high] >= 0, got {value}")
+        for name in ("kernel_prob", "resize_prob", "resize_prob2"):
+            if sum(getattr(self, name)) <= 0:
+                raise ConfigError(f"realesrgan.{name} must not be all zero")
         for name in ("jpeg_range", "jpeg_range2"):
             q = getattr(self, name)
             if not 1 <= q[0] <= q[1] <= 100:
