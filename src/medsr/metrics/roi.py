@@ -81,10 +81,23 @@ def mask_from_labels(labels: ArrayLike, *, values: Sequence[int] | None = None) 
     ``values=None`` selects every non-zero label (the whole lesion of a BraTS label map,
     the ``tumorMask`` of the figshare brain tumour data). ``values=[4]`` selects only the
     BraTS enhancing tumour, for example.
+
+    Floating-point label maps are rounded to the nearest integer first: NIfTI masks are
+    often stored as floats with a scale factor, which leaves values such as 0.99999997
+    (the BraTS ``brainmask.nii.gz`` files do). Values further than 0.01 from an integer
+    mean the array is not a label map, and raise :class:`ConfigError`.
     """
     t = _as_tensor(labels, "labels")
-    if t.is_floating_point() and not torch.equal(t, t.round()):
-        raise ConfigError("labels must hold whole numbers (a label map), not continuous values")
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    if t.is_floating_point():
+        rounded = t.round()
+        if not bool(((t - rounded).abs() <= 0.01).all()):  # NaN fails too
+            raise ConfigError(
+                "labels must hold whole numbers (a label map), not continuous values; "
+                "use threshold_mask for intensities"
+            )
+        t = rounded
     if values is None:
         return t != 0
     if len(values) == 0:
