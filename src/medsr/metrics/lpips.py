@@ -212,8 +212,14 @@ class _Lpips(nn.Module):
 
 
 @functools.lru_cache(maxsize=4)
-def _model(net: str, backbone: Path, linear: Path, device: str) -> _Lpips:
+def _cached_model(net: str, backbone: Path, linear: Path, device: str, stamp: tuple) -> _Lpips:
     return _Lpips(net, backbone, linear).to(device)
+
+
+def _model(net: str, backbone: Path, linear: Path, device: str) -> _Lpips:
+    # the files' modification times are part of the key: a replaced file is reloaded
+    stamp = (backbone.stat().st_mtime_ns, linear.stat().st_mtime_ns)
+    return _cached_model(net, backbone, linear, device, stamp)
 
 
 def lpips(

@@ -180,8 +180,10 @@ def region_metrics(
                 notes.append(f"{name} {label}: the region is empty in image(s) {empty}: NaN")
             if unusable:
                 notes.append(
-                    f"{name} {label}: NaN in image(s) {unusable}: the region lies only within "
-                    "the metric's border margin, or the images hold non-finite values"
+                    f"{name} {label}: NaN in image(s) {unusable}: the metric is undefined on "
+                    "this region (a windowed metric whose valid windows all miss it, e.g. "
+                    "within 5 pixels of the border for ssim or 80 for ms_ssim at the coarsest "
+                    "scale; a constant ground truth for nrmse_range; or non-finite input)"
                 )
         note = "; ".join(notes)
         if note:
