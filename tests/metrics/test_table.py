@@ -98,3 +98,25 @@ def test_compute_metrics(ct192):
     )
     with pytest.raises(ConfigError, match="unknown metric"):
         compute_metrics(sr, hr, data_range=data_range, metrics=["psnr", "fsim"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_match_cpu(ct192):
+    hr, data_range = ct192
+    sr = degrade(hr, "blur+noise", data_range)
+    region = hr > 1024
+    names = [n for n in METRICS if METRICS[n].unavailable_reason() is None]
+    on_cpu = compute_metrics(sr, hr, data_range=data_range, metrics=names)
+    x = torch.from_numpy(sr).cuda()
+    y = torch.from_numpy(hr).cuda()
+    on_gpu = compute_metrics(x, y, data_range=data_range, metrics=names)
+    for name in names:
+        assert on_gpu[name].device.type == "cuda"
+        assert float(on_gpu[name]) == pytest.approx(float(on_cpu[name]), rel=1e-6, abs=1e-9)
+    masked = [n for n in names if METRICS[n].supports_mask]
+    region_gpu = torch.from_numpy(region).cuda()
+    got = compute_metrics(x, y, data_range=data_range, metrics=masked, mask=region_gpu)
+    want = compute_metrics(sr, hr, data_range=data_range, metrics=masked, mask=region)
+    for name in masked:
+        assert float(got[name]) == pytest.approx(float(want[name]), rel=1e-6, abs=1e-9)

@@ -91,12 +91,12 @@ def separable_filter(x: Tensor, kernel: Tensor, *, padding: Padding = "valid") -
     # a sum of shifted slices: float64 conv2d on CPU has no fast path and is ~10x slower
     oh = x.shape[-2] - k + 1
     ow = x.shape[-1] - k + 1
-    rows = taps[0] * x[..., :, 0:ow]
+    rows = x[..., :, 0:ow] * taps[0]
     for i in range(1, k):
-        rows = rows + taps[i] * x[..., :, i : i + ow]
-    out = taps[0] * rows[..., 0:oh, :]
+        rows.add_(x[..., :, i : i + ow], alpha=taps[i])
+    out = rows[..., 0:oh, :] * taps[0]
     for i in range(1, k):
-        out = out + taps[i] * rows[..., i : i + oh, :]
+        out.add_(rows[..., i : i + oh, :], alpha=taps[i])
     return out
 
 
