@@ -28,7 +28,17 @@ from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 from torchmetrics.functional.image import visual_information_fidelity as tm_vif
 
-from medsr.metrics import METRICS, gmsd, ms_ssim, nrmse_mean, psnr, ssim, vif
+from medsr.metrics import (
+    METRICS,
+    gmsd,
+    ms_ssim,
+    nrmse_euclidean,
+    nrmse_mean,
+    nrmse_range,
+    psnr,
+    ssim,
+    vif,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSR_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -117,10 +127,15 @@ def main() -> None:
                     tm_psnr(x.float(), y.float(), data_range=L, reduction="none", dim=(1, 2, 3))
                 ),
             )
-            add(
-                "nrmse_mean vs skimage",
-                float(nrmse_mean(sr, hr)) - normalized_root_mse(hr, sr, normalization="mean"),
-            )
+            for fn, norm in (
+                (nrmse_mean, "mean"),
+                (nrmse_range, "min-max"),
+                (nrmse_euclidean, "euclidean"),
+            ):
+                add(
+                    f"{fn.__name__} vs skimage",
+                    float(fn(sr, hr)) - normalized_root_mse(hr, sr, normalization=norm),
+                )
             s = float(ssim(sr, hr, data_range=L))
             sk = structural_similarity(
                 hr, sr, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=L

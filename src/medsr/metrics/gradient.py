@@ -19,9 +19,10 @@ Border handling (``padding``):
   invents edges of height "intensity minus zero" along the border of both images.
 
 The deviation is the population standard deviation (the MATLAB code's ``std2`` divides by
-``N - 1``; the difference is a factor ``sqrt(N / (N - 1))``, below 1e-4 relative for
-images larger than 70x70). With a ``mask``, the deviation is taken over the region: each
-GMS pixel is weighted by the fraction of region pixels in its 2x2 block.
+``N - 1``; the difference is a factor ``sqrt(N / (N - 1))`` with N the pixels of the
+downsampled map: below 1e-4 relative from 142x142 images on). With a ``mask``, the
+deviation is taken over the region: each GMS pixel is weighted by the fraction of region
+pixels in its 2x2 block.
 """
 
 from __future__ import annotations

@@ -166,6 +166,9 @@ def _load_state(path: Path) -> dict[str, Tensor]:
 
 
 class _Lpips(nn.Module):
+    shift: Tensor
+    scale: Tensor
+
     def __init__(self, net: str, backbone: Path, linear: Path) -> None:
         super().__init__()
         self.net = net
