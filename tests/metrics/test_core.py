@@ -136,7 +136,8 @@ def test_data_range_is_explicit_and_validated():
     assert float(psnr(img * 2, img, data_range=(-1024, 3071))) == pytest.approx(
         float(psnr(img * 2, img, data_range=4095))
     )
-    for bad in (0, -1.0, math.inf, math.nan, (5, 5), (1, 2, 3), None, "255"):
+    assert data_range_width(np.float32(255)) == data_range_width(torch.tensor(255.0)) == 255.0
+    for bad in (0, -1.0, math.inf, math.nan, (5, 5), (1, 2, 3), None, "255", True):
         with pytest.raises(ConfigError, match="data_range"):
             psnr(img, img, data_range=bad)
     with pytest.raises(TypeError):

@@ -125,6 +125,14 @@ def prepare(
     return x, y, m
 
 
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex()
+    return isinstance(value, int | float | np.integer | np.floating)
+
+
 def data_range_width(data_range: DataRange) -> float:
     """Width of ``data_range``: the number itself, or ``high - low`` for a ``(low, high)`` pair.
 
@@ -137,7 +145,7 @@ def data_range_width(data_range: DataRange) -> float:
             )
         low, high = (float(v) for v in data_range)
         width = high - low
-    elif isinstance(data_range, int | float | np.integer | np.floating):
+    elif _is_number(data_range):
         width = float(data_range)
     else:
         raise ConfigError(
