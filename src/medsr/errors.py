@@ -60,3 +60,14 @@ class GeometryError(MedsrError):
 
 class WriteError(FileError):
     """An image could not be written (format limits, invalid values, failed read-back)."""
+
+
+class CheckpointError(FileError):
+    """A model checkpoint is missing, unreadable, or does not match the model it describes."""
+
+
+class WeightsNotFoundError(MedsrError):
+    """Pretrained weights a component needs (e.g. VGG for the perceptual loss) are not available.
+
+    medsr never downloads weights; the message says where it looked and how to provide them.
+    """
