@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from medsr import __version__
 from medsr.errors import CheckpointError, ConfigError
-from medsr.models.layers import Discriminator, Generator
 from medsr.models.rrdbnet import RRDBNet
 from medsr.models.zoo import (
     DISCRIMINATORS,
@@ -107,7 +107,7 @@ def save(model: nn.Module, path: str | Path, *, metadata: dict[str, Any] | None 
         "in_channels": model.in_channels,  # type: ignore[union-attr]
         "out_channels": getattr(model, "out_channels", None),
         "num_parameters": count_parameters(model),
-        "medsr_version": _medsr_version(),
+        "medsr_version": __version__,
         "metadata": dict(metadata or {}),
     }
     try:
@@ -125,12 +125,6 @@ def save(model: nn.Module, path: str | Path, *, metadata: dict[str, Any] | None 
     _atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
     logger.info("saved %s %s to %s", kind, arch, folder)
     return folder
-
-
-def _medsr_version() -> str:
-    from medsr import __version__
-
-    return __version__
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -310,7 +304,7 @@ def load_official_esrgan(
     if "conv_up3.weight" in state:
         found_scale, unshuffle = 8, 1
     elif ratio in (1, 4, 16):
-        unshuffle = int(math.isqrt(int(ratio)))
+        unshuffle = math.isqrt(int(ratio))
         found_scale = {1: 4, 2: 2, 4: 1}[unshuffle]
     else:
         raise CheckpointError(
