@@ -100,7 +100,7 @@ def test_save_rejects_bad_metadata_and_foreign_models(tiny_generator, tmp_path):
 
 
 def test_load_errors_name_the_file(tiny_generator, tmp_path):
-    with pytest.raises(CheckpointError, match="config.json: no such file"):
+    with pytest.raises(CheckpointError, match=r"config\.json: no such file"):
         load(tmp_path / "missing")
     folder = save(tiny_generator("edsr"), tmp_path / "edsr")
     config = read_config(folder)
