@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
+from medsr.cli import models
 from medsr.errors import MedsrError
 
-COMMANDS: dict[str, ModuleType] = {}
+COMMANDS: dict[str, ModuleType] = {
+    "models": models,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
