@@ -45,13 +45,13 @@ def test_real_esrgan_x4plus_super_resolves_a_photo(shared_data):
     assert (model.num_blocks, model.num_features, model.growth) == (23, 64, 32)
 
     photo = torch.from_numpy(skimage_data.astronaut()).permute(2, 0, 1)[None].float() / 255
-    hr = photo[..., 0:256, 128:384]  # the face and the suit: edges, texture, flat background
+    hr = photo[..., 32:224, 160:352]  # the face and the suit: edges, texture, flat background
     lr = F.interpolate(hr, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1)
     with torch.inference_mode():
         sr = model(lr).clamp(0, 1)
     bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)
     psnr_sr, psnr_bicubic = _psnr(sr, hr), _psnr(bicubic, hr)
-    # Measured: Real-ESRGAN 23.9 dB, bicubic 26.2 dB. A GAN trained on heavy degradations
+    # Measured: Real-ESRGAN 24.3 dB, bicubic 26.7 dB. A GAN trained on heavy degradations
     # trades PSNR for sharpness on clean bicubic input; wrongly loaded weights give < 15 dB.
     assert psnr_sr > 21.0 and psnr_sr > psnr_bicubic - 4.0, (psnr_sr, psnr_bicubic)
     # ...and it restores edges that bicubic blurs (sharpness close to the original's).

@@ -98,21 +98,18 @@ class RCAN(Generator):
         self.num_blocks = num_blocks
         self.reduction = reduction
         self.mean = mean
-        self._build(self._make_block)
-
-    def _make_block(self) -> nn.Module:
-        return RCAB(self.num_features, self.reduction)
-
-    def _build(self, make_block: Callable[[], nn.Module]) -> None:
-        nf = self.num_features
-        self.sub_mean = MeanShift(mean=self.mean, channels=self.in_channels, sign=-1)
-        self.add_mean = MeanShift(mean=self.mean, channels=self.out_channels, sign=+1)
-        self.head = nn.Conv2d(self.in_channels, nf, 3, padding=1)
+        nf = num_features
+        self.sub_mean = MeanShift(mean=mean, channels=in_channels, sign=-1)
+        self.add_mean = MeanShift(mean=mean, channels=self.out_channels, sign=+1)
+        self.head = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.body = nn.Sequential(
-            *[ResidualGroup(nf, self.num_blocks, make_block) for _ in range(self.num_groups)],
+            *[
+                ResidualGroup(nf, num_blocks, lambda: RCAB(nf, reduction))
+                for _ in range(num_groups)
+            ],
             nn.Conv2d(nf, nf, 3, padding=1),
         )
-        self.upsample = PixelShuffleUpsampler(scale=self.scale, num_features=nf)
+        self.upsample = PixelShuffleUpsampler(scale=scale, num_features=nf)
         self.tail = nn.Conv2d(nf, self.out_channels, 3, padding=1)
 
     def forward(self, lr: Tensor) -> Tensor:
