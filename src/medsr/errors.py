@@ -80,3 +80,14 @@ class InvalidTokenError(StudyError):
 
 class AlreadyAnsweredError(StudyError):
     """The study forbids changing answers and this item was answered already (409)."""
+
+
+class CheckpointError(FileError):
+    """A model checkpoint is missing, unreadable, or does not match the model it describes."""
+
+
+class WeightsNotFoundError(MedsrError):
+    """Pretrained weights a component needs (e.g. VGG for the perceptual loss) are not available.
+
+    medsr never downloads weights; the message says where it looked and how to provide them.
+    """

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, study
+from medsr.cli import convert, deidentify, info, models, study
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
     "info": info,
     "convert": convert,
     "deidentify": deidentify,
+    "models": models,
     "study": study,
 }
 

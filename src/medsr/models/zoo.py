@@ -1,0 +1,163 @@
+"""The name tables of generators and discriminators, and the builders that use them.
+
+Plain dicts, written out by hand: nothing is discovered by scanning, importing registers
+nothing. A config names an ``arch`` (a key below) and its keyword hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from medsr.errors import ConfigError
+from medsr.models.cxrgan import CXRGANGenerator
+from medsr.models.discriminators import (
+    DCGANDiscriminator,
+    MedSRGANDiscriminator,
+    UNetDiscriminatorSN,
+    VGGStyleDiscriminator,
+)
+from medsr.models.edsr import EDSR, EDSRFull
+from medsr.models.espcn import ESPCN
+from medsr.models.interpolation import Bicubic, Bilinear, Lanczos, Nearest
+from medsr.models.layers import Discriminator, Generator
+from medsr.models.rcan import RCAN
+from medsr.models.rescnn import ResCNN
+from medsr.models.rrdbnet import RRDBNet
+from medsr.models.rwman import RWMAN
+from medsr.models.srcnn import SRCNN
+from medsr.models.srresnet import SRResNet
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "PRETRAINED",
+    "PretrainedWeights",
+    "build_discriminator",
+    "build_generator",
+    "count_parameters",
+    "count_parameters_of",
+    "hparam_names",
+]
+
+GENERATORS: dict[str, type[Generator]] = {
+    "nearest": Nearest,
+    "bilinear": Bilinear,
+    "bicubic": Bicubic,
+    "lanczos": Lanczos,
+    "srcnn": SRCNN,
+    "espcn": ESPCN,
+    "rescnn": ResCNN,
+    "srresnet": SRResNet,
+    "edsr": EDSR,
+    "edsr_full": EDSRFull,
+    "rcan": RCAN,
+    "rwman": RWMAN,
+    "rrdbnet": RRDBNet,
+    "cxrgan": CXRGANGenerator,
+}
+
+DISCRIMINATORS: dict[str, type[Discriminator]] = {
+    "srgan": VGGStyleDiscriminator,
+    "unet": UNetDiscriminatorSN,
+    "medsrgan": MedSRGANDiscriminator,
+    "dcgan": DCGANDiscriminator,
+}
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A set of weights medsr ships or documents: which model, trained on what, licence."""
+
+    name: str
+    arch: str
+    scale: int
+    in_channels: int
+    description: str
+    training_data: str
+    license: str
+    path: str
+
+
+# Weights shipped with medsr, listed by ``medsr models``. None are shipped yet: trained
+# checkpoints (with their model cards naming the data and its licence) are added here.
+PRETRAINED: dict[str, PretrainedWeights] = {}
+
+
+def hparam_names(cls: type[nn.Module]) -> list[str]:
+    """The keyword hyper-parameters of a model class, in signature order."""
+    return [
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def _check_type(arch: str, name: str, value: Any, annotation: Any) -> None:
+    allowed: tuple[Any, ...] = (
+        typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    )
+    for kind in allowed:
+        if kind is type(None) and value is None:
+            return
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return
+        if kind is str and isinstance(value, str):
+            return
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{arch}: {name} must be {names}, got {value!r}")
+
+
+def _build(table: dict[str, type[nn.Module]], what: str, arch: str, params: dict[str, Any]):
+    if arch not in table:
+        raise ConfigError(f"unknown {what} {arch!r}; known: {', '.join(table)}")
+    cls = table[arch]
+    valid = hparam_names(cls)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{arch}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(valid)}"
+        )
+    hints = typing.get_type_hints(cls.__init__)
+    for name, value in params.items():
+        _check_type(arch, name, value, hints[name])
+    return cls(**params)
+
+
+def build_generator(arch: str, params: dict[str, Any] | None = None) -> Generator:
+    """Build ``GENERATORS[arch](**params)``.
+
+    Raises ConfigError for an unknown arch or parameter (listing the valid ones), a value of
+    the wrong type, or an unsupported value (e.g. a scale the architecture cannot do).
+    """
+    return _build(GENERATORS, "generator", arch, dict(params or {}))
+
+
+def build_discriminator(arch: str, params: dict[str, Any] | None = None) -> Discriminator:
+    """Build ``DISCRIMINATORS[arch](**params)``; errors as :func:`build_generator`."""
+    return _build(DISCRIMINATORS, "discriminator", arch, dict(params or {}))
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (buffers such as BN statistics are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_parameters_of(
+    arch: str, params: dict[str, Any] | None = None, *, discriminator: bool = False
+) -> int:
+    """Parameter count of a model built from the tables, without allocating its weights."""
+    with torch.device("meta"):
+        model = (build_discriminator if discriminator else build_generator)(arch, params)
+    return count_parameters(model)
