@@ -91,3 +91,8 @@ class WeightsNotFoundError(MedsrError):
 
     medsr never downloads weights; the message says where it looked and how to provide them.
     """
+
+
+class TrainingError(MedsrError):
+    """Training cannot go on: e.g. too many non-finite (NaN/Inf) steps in a row. The message
+    says where the last good training state is."""
