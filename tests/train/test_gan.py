@@ -100,7 +100,7 @@ def test_adversarial_step_updates_both_networks(kind, fm, d_arch, neighbours):
 
 def test_generator_update_leaves_the_discriminator_gradients_alone():
     config = LossesConfig(adversarial=AdversarialLossConfig(weight=1.0))
-    stepper, g, d = make_stepper(config)
+    stepper, _g, d = make_stepper(config)
     lr, hr = batch()
     # run only the generator half: the discriminator must get no gradient from it
     for p in d.parameters():

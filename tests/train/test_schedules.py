@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -37,7 +38,7 @@ def test_cosine_goes_from_base_to_min():
     values = [1e-4 * f for f in factors(config, 100, base=1e-4)]
     assert values[0] == pytest.approx(1e-4)
     assert values[50] == pytest.approx((1e-4 + 1e-6) / 2)
-    assert values[-1] > 1e-6 and all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert values[-1] > 1e-6 and all(a >= b for a, b in itertools.pairwise(values))
     assert lr_factor(config, 100, 100, base_lr=1e-4) == pytest.approx(0.01)
 
 

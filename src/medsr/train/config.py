@@ -566,7 +566,7 @@ def yaml_load(text: str) -> Any:
     """Parse YAML text with :func:`_yaml_loader` (``1e-4`` is a float)."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_yaml_loader())
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
