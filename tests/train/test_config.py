@@ -155,3 +155,11 @@ def test_schema_reference_lists_every_field():
         typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in text, (cls.__name__, f.name)
+
+
+def test_docs_show_the_current_schema():
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    section = text.split("<!-- schema:begin -->\n", 1)[1].split("<!-- schema:end -->", 1)[0]
+    assert section == schema_reference(), "regenerate the schema section of docs/training.md"

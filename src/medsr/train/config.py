@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -410,11 +411,14 @@ def _type_name(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if dataclasses.is_dataclass(hint):
-        return "a mapping"
+        return f"a mapping ({hint.__name__})"
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     if origin is tuple:
-        return f"a list of {len(typing.get_args(hint))} numbers"
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} numbers"
     if origin is dict:
         return "a mapping"
     if origin is Literal:
@@ -726,9 +730,13 @@ def schema_reference() -> str:
         lines += [f"`{title}`", "", "| key | type | default |", "|---|---|---|"]
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
-                default = f"`{to_dict(f.default)!r}`".replace("None", "null")
+                default = f"`{json.dumps(to_dict(f.default))}`"
             elif f.default_factory is not dataclasses.MISSING:
-                default = f"`{to_dict(f.default_factory())!r}`".replace("None", "null")
+                value = f.default_factory()
+                if dataclasses.is_dataclass(value):
+                    default = "its section's defaults"
+                else:
+                    default = f"`{json.dumps(to_dict(value))}`"
             else:
                 default = "required"
             lines.append(f"| `{f.name}` | {_type_name(hints[f.name])} | {default} |")

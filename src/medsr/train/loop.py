@@ -656,6 +656,7 @@ class Trainer:
         cfg = self.config
         k = cfg.data.neighbours
         stage = cfg.stages[self.stage_index]
+        normalisation, normalisation_details = self._normalisation_metadata()
         return {
             "task": "super-resolution",
             "checkpoint": checkpoint,
@@ -673,7 +674,8 @@ class Trainer:
                 ),
                 "range": [0.0, 1.0],
             },
-            "normalisation": self._normalisation_metadata(),
+            "normalisation": normalisation,
+            "normalisation_details": normalisation_details,
             "degradation": self.degradation.to_config(),
             "training_data": self._data_metadata(),
             "recipe": {
@@ -717,25 +719,36 @@ class Trainer:
             "max_slices": self.config.data.val_max_slices,
         }
 
-    def _normalisation_metadata(self) -> dict[str, Any]:
-        """How inputs were mapped to [0, 1]: the prepare options (``report.json`` beside the
-        manifest) and the normaliser kinds seen in the training rows."""
-        out: dict[str, Any] = {
-            "per": "volume",
+    def _normalisation_metadata(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(policy, details)``. The policy is the fitting policy inference applies to a new
+        input (``method``, ``window``, ``percentiles``, ``clip``: the ``medsr prepare``
+        options of the training data, from the ``report.json`` beside its manifest; prepare's
+        defaults when there is none). The details say where it came from and which
+        normaliser kinds the training volumes got, per modality."""
+        policy: dict[str, Any] = {
+            "method": "auto",
+            "window": "wide",
+            "percentiles": [0.5, 99.5],
+            "clip": True,
+        }
+        details: dict[str, Any] = {
+            "fitted": "per volume (medsr.transforms.intensity.fit_normaliser)",
             "range": [0.0, 1.0],
-            "description": (
-                "each volume is mapped to [0, 1] by its own invertible normaliser "
-                "(medsr.transforms.intensity.fit_normaliser); invert it on the output"
-            ),
+            "source": "medsr prepare defaults (no report.json beside the manifest)",
         }
         report = _read_report(self.config.data.manifest)
-        if report is not None:
-            options = report.get("options", {})
-            out["policy"] = {
-                key: options[key]
-                for key in ("normaliser", "ct_window", "percentiles", "unclipped")
-                if key in options
-            }
+        options = report.get("options", {}) if report is not None else {}
+        if options:
+            details["source"] = "report.json of the prepared training data"
+            mapping = {"normaliser": "method", "ct_window": "window", "percentiles": "percentiles"}
+            for key, name in mapping.items():
+                if key in options:
+                    value = options[key]
+                    policy[name] = list(value) if isinstance(value, list | tuple) else value
+            if "clip" in options:
+                policy["clip"] = bool(options["clip"])
+            elif "unclipped" in options:
+                policy["clip"] = not bool(options["unclipped"])
         rows = getattr(self.train_dataset, "rows", None)
         if rows:
             kinds: dict[str, set[str]] = {}
@@ -743,8 +756,8 @@ class Trainer:
                 record = row.normaliser_dict() if hasattr(row, "normaliser_dict") else None
                 if record:
                     kinds.setdefault(row.modality, set()).add(record["kind"])
-            out["kinds"] = {m: sorted(v) for m, v in sorted(kinds.items())}
-        return out
+            details["kinds"] = {m: sorted(v) for m, v in sorted(kinds.items())}
+        return policy, details
 
     def _data_metadata(self) -> dict[str, Any]:
         rows = getattr(self.train_dataset, "rows", None)
