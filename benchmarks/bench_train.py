@@ -196,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {statistics.median(values):.4f} | {statistics.fmean(values):.4f} "
             f"| {len(values)} |"
         )
-    command = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/bench_train.py " + " ".join(given)
     lines = [
-        f"### {what} step, {args.arch} ({args.features} features, {args.blocks} blocks) x{args.scale}",
+        f"### {what} step, {args.arch} ({args.features} features, {args.blocks} blocks) "
+        f"x{args.scale}",
         "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"no GPU (none lent to this task), torch {torch.__version__} with "

@@ -13,7 +13,8 @@ RECIPE = REPO / "configs" / "4-brain-tumour-espcn.yaml"
 
 
 def test_print_config_resolves_set_and_smoke(capsys):
-    assert main(["train", str(RECIPE), "--print-config", "--set", "stages.0.optimizer.lr=1e-5"]) == 0
+    args = ["train", str(RECIPE), "--print-config", "--set", "stages.0.optimizer.lr=1e-5"]
+    assert main(args) == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["stages"][0]["optimizer"]["lr"] == 1e-5
     assert config["stages"][0]["steps"] == 3300
