@@ -100,9 +100,52 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return self.batches_per_epoch - self.start
 
 
+class _EpochBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(epoch, index)`` pairs from epoch ``epoch``, batch ``start`` on, forever:
+    one DataLoader (and one set of workers) serves the whole run."""
+
+    def __init__(self, sampler: ResumableBatchSampler, epoch: int, start: int) -> None:
+        self.sampler = sampler
+        self.epoch = epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, start = self.epoch, self.start
+        while True:
+            self.sampler.set_epoch(epoch, start=start)
+            for batch in self.sampler:
+                yield [(epoch, index) for index in batch]
+            epoch, start = epoch + 1, 0
+
+
+class _EpochDataset(Dataset):
+    """``dataset[(epoch, index)]``: sets the epoch (on this process's or worker's copy)
+    before fetching, so persistent workers follow the epochs without being restarted."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._set_epoch = getattr(dataset, "set_epoch", None)
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if callable(self._set_epoch) and epoch != self._epoch:
+            self._set_epoch(epoch)
+            self._epoch = epoch
+        return self.dataset[index]
+
+
 class BatchStream:
     """An endless stream of training batches over epochs; ``state()`` is the position
-    (epoch, batches consumed) and a stream built from it continues exactly there."""
+    (epoch, batches consumed in it) and a stream built from it continues exactly there.
+
+    One DataLoader serves all epochs (its workers live as long as the stream), fed with
+    ``(epoch, index)`` pairs; the dataset's ``set_epoch`` is called in whichever process
+    loads the item.
+    """
 
     def __init__(
         self,
@@ -120,27 +163,23 @@ class BatchStream:
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed
-        self.epoch = int(epoch)
-        self.position = int(position)
+        per_epoch = sampler.batches_per_epoch
+        if not 0 <= position <= per_epoch:
+            raise ConfigError(f"data position {position} outside an epoch of {per_epoch} batches")
+        self._origin = int(epoch) * per_epoch + int(position)
+        self._consumed = 0
         self._iterator: Iterator[Any] | None = None
 
     def _start(self) -> None:
-        if self.position >= self.sampler.batches_per_epoch:
-            self.epoch, self.position = self.epoch + 1, 0
-        self.sampler.set_epoch(self.epoch, start=self.position)
-        set_epoch = getattr(self.dataset, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(self.epoch)  # before the workers start: they pickle the dataset
-        worker_init = None
-        if self.num_workers > 0:
-            worker_init = _worker_init
+        per_epoch = self.sampler.batches_per_epoch
+        epoch, start = divmod(self._origin, per_epoch)
         loader = DataLoader(
-            self.dataset,
-            batch_sampler=self.sampler,
+            _EpochDataset(self.dataset),
+            batch_sampler=_EpochBatches(self.sampler, epoch, start),
             num_workers=self.num_workers,
             collate_fn=default_collate,
             pin_memory=self.pin_memory,
-            worker_init_fn=worker_init,
+            worker_init_fn=_worker_init if self.num_workers > 0 else None,
             # its own generator: creating an iterator must not draw from the global RNG
             generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=False,
@@ -151,17 +190,13 @@ class BatchStream:
         if self._iterator is None:
             self._start()
         assert self._iterator is not None
-        try:
-            batch = next(self._iterator)
-        except StopIteration:
-            self.epoch, self.position = self.epoch + 1, 0
-            self._start()
-            batch = next(self._iterator)
-        self.position += 1
+        batch = next(self._iterator)
+        self._consumed += 1
         return batch
 
     def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        epoch, position = divmod(self._origin + self._consumed, self.sampler.batches_per_epoch)
+        return {"epoch": epoch, "position": position}
 
     def close(self) -> None:
         self._iterator = None
