@@ -36,3 +36,25 @@ def test_config_errors_exit_2_without_traceback(capsys, tmp_path):
     missing_data = ["--set", f"data.manifest={tmp_path / 'none'}", "--out", str(tmp_path / "o")]
     assert main(["train", str(RECIPE), *missing_data]) == 2
     assert str(tmp_path / "none") in capsys.readouterr().err
+
+
+def test_smoke_run_stop_and_resume_through_the_cli(shared_data, tmp_path, capsys):
+    from medsr.models import load
+    from medsr.train.logging import read_metrics
+    from tests.train import realdata
+
+    manifest = realdata.brats(shared_data, tmp_path)
+    recipe = REPO / "configs" / "4-brain-tumour-espcn.yaml"
+    out = tmp_path / "run"
+    common = [str(recipe), "--smoke", "--out", str(out), "--set", f"data.manifest={manifest}"]
+    assert main(["train", *common, "--set", "train.stop_after=1"]) == 0
+    err = capsys.readouterr().err
+    assert "stopped early at step 1 of 2" in err
+    assert main(["train", *common]) == 2  # the folder holds a run: --resume is needed
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", *common, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "finished at step 2 of 2" in err and "validation (step 2): PSNR" in err
+    assert load(out / "checkpoints" / "last").scale == 4
+    steps = [r["step"] for r in read_metrics(out / "metrics.csv") if r["name"] == "mse"]
+    assert steps == [1, 2]
