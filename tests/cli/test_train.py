@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from medsr.cli import main
@@ -58,3 +59,39 @@ def test_smoke_run_stop_and_resume_through_the_cli(shared_data, tmp_path, capsys
     assert load(out / "checkpoints" / "last").scale == 4
     steps = [r["step"] for r in read_metrics(out / "metrics.csv") if r["name"] == "mse"]
     assert steps == [1, 2]
+
+
+@pytest.mark.slow
+def test_the_same_command_under_torchrun(shared_data, tmp_path):
+    """Two CPU processes (gloo) launched by torchrun; rank 0 alone writes the outputs."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.train import realdata
+
+    manifest = realdata.brats(shared_data, tmp_path)
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "medsr", "train",
+        str(REPO / "configs" / "4-brain-tumour-espcn.yaml"), "--smoke",
+        "--out", str(out), "--set", f"data.manifest={manifest}", "--set", "data.batch_size=1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,  # its own process group: a hang is killed with its workers
+    )  # fmt: skip
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
+    assert stderr.count("finished at step 2 of 2") == 1  # printed by rank 0 only
+    meta = json.loads((out / "checkpoints" / "last" / "config.json").read_text())["metadata"]
+    assert meta["training"]["processes"] == 2 and meta["training"]["global_batch"] == 2
