@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, study
+from medsr.cli import convert, deidentify, info, pair, prepare, study
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -22,6 +22,8 @@ COMMANDS: dict[str, ModuleType] = {
     "convert": convert,
     "deidentify": deidentify,
     "study": study,
+    "prepare": prepare,
+    "pair": pair,
 }
 
 

@@ -1,0 +1,71 @@
+"""Samples per second of the training dataset through a DataLoader (0, 1 and 2 workers).
+
+    .venv/bin/python benchmarks/bench_data.py [--manifest DIR] [--batches 150]
+
+128 x 128 HR patches at x4, batch 16, with the bicubic and the Real-ESRGAN degradation.
+Without ``--manifest`` it first runs ``prepare`` on the spine MRI and BraTS folders of
+../shared/data into a temporary folder (and removes it afterwards). Workers run one torch
+thread each (``medsr.data.datasets.worker_init``); the main process too. Prints a Markdown
+table and the load average (the CPU may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from medsr.data.datasets import SRDataset, make_loader
+from medsr.data.manifest import prepare
+from medsr.transforms.degrade import build_degradation
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MEDSR_SHARED_DATA", REPO.parent / "shared" / "data"))
+CASES = {
+    "bicubic x4": {"name": "bicubic", "scale": 4},
+    "realesrgan x4": {"name": "realesrgan", "scale": 4},
+}
+
+
+def rate(dataset: SRDataset, workers: int, batches: int, warmup: int = 3) -> float:
+    """Patches per second over ``batches`` batches after ``warmup`` (worker start-up excluded)."""
+    loader = make_loader(dataset, batch_size=16, num_workers=workers, seed=0)
+    count, started = 0, 0.0
+    for i, batch in enumerate(loader):
+        if i == warmup:
+            started, count = time.perf_counter(), 0
+        count += len(batch["hr"])
+        if i == warmup + batches:
+            break
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", type=Path, help="a prepared folder (default: prepare one)")
+    parser.add_argument("--batches", type=int, default=150, help="timed batches (bicubic)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="medsr-bench-") as tmp:
+        manifest = args.manifest
+        if manifest is None:
+            sources = [DATA / "spine-mri", DATA / "brain-mri-brats2013"]
+            manifest = prepare([s for s in sources if s.is_dir()], tmp).manifest
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+        print("| degradation | workers | patches/s |\n|---|---:|---:|")
+        for name, config in CASES.items():
+            dataset = SRDataset(manifest, degradation=build_degradation(config), patch_size=128)
+            batches = args.batches if name.startswith("bicubic") else max(args.batches // 10, 5)
+            for workers in args.workers:
+                print(f"| {name} | {workers} | {rate(dataset, workers, batches):,.0f} |")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
