@@ -9,6 +9,7 @@ from medsr.data.clean import (
     PlaneTransform,
     content_hash,
     plan_transform,
+    slice_facts,
     slice_statistics,
     store_dtype,
 )
@@ -121,3 +122,24 @@ def test_statistics_and_hash() -> None:
     b = a.copy()
     b[0, 0] += 1
     assert content_hash(a) != content_hash(b)
+
+
+def test_slice_facts_in_chunks_equal_one_pass() -> None:
+    rng = np.random.default_rng(1)
+    volume = rng.integers(0, 200, (7, 9, 11)).astype(np.float32)
+    volume[3] = 0
+
+    def forward(x):
+        return np.clip(x / 100.0, 0, 1)
+
+    whole = slice_facts(volume, forward, 0.5)
+    chunked = slice_facts(volume, forward, 0.5, chunk_pixels=2 * 99)
+    for key in whole.stats:
+        np.testing.assert_allclose(whole.stats[key], chunked.stats[key])
+    np.testing.assert_allclose(whole.foreground, chunked.foreground)
+    np.testing.assert_allclose(whole.unit_std, chunked.unit_std)
+    assert np.array_equal(whole.union, chunked.union)
+    assert whole.foreground[3] == 0 and whole.unit_std[3] == 0
+    expected = (forward(volume) > 0.5).reshape(7, -1).mean(axis=1)
+    np.testing.assert_allclose(whole.foreground, expected)
+    assert np.array_equal(whole.union, (forward(volume) > 0.5).any(axis=0))

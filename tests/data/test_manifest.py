@@ -224,3 +224,27 @@ def test_real_brats_patient_and_spine_volume(shared_data: Path, tmp_path: Path) 
     spine_rows = volumes["spine-mri/VB1_02"]
     assert spine_rows[0].num_slices == 57 and spine_rows[0].store_dtype == "uint8"
     assert spine_rows[0].modality == "MR" and spine_rows[0].subject_id == "VB1_02"
+
+
+def test_two_d_images_colour_to_grey_and_xray_bit_depth(tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    root = tmp_path / "chest-xray"
+    root.mkdir()
+    grey = np.random.default_rng(0).integers(20, 255, (32, 40)).astype(np.uint8)
+    PILImage.fromarray(grey).save(root / "a.png")
+    rgb = np.stack([grey, grey // 2, grey // 3], axis=-1)
+    PILImage.fromarray(rgb).save(root / "b.png")
+    result = prepare([root], tmp_path / "out")
+    a, b = sorted(result.records, key=lambda r: r.volume_id)
+    assert (a.num_slices, a.height, a.width, a.slice_index) == (1, 32, 40, 0)
+    assert a.modality == "DX" and a.normaliser_dict() == {
+        "kind": "bit_depth",
+        "bits_stored": 8,
+        "signed": False,
+        "clip": True,
+    }
+    assert np.array_equal(np.load(tmp_path / "out" / a.store_path)[0], grey)
+    stored = np.load(tmp_path / "out" / b.store_path)[0]
+    np.testing.assert_allclose(stored, rgb @ np.array([0.299, 0.587, 0.114]), atol=1e-3)
+    assert result.report["transforms"]["colour_to_grey"] == 1

@@ -26,6 +26,7 @@ the resize factor.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,7 +128,8 @@ def plan_transform(
     pad_multiple: int | None = None,
     resize: tuple[int, int] | None = None,
 ) -> PlaneTransform:
-    """The transform for a volume whose per-slice foreground is ``foreground`` ``(N, H, W)``."""
+    """The transform for a volume whose foreground is ``foreground``: ``(H, W)`` (the union over
+    its slices) or ``(N, H, W)`` per slice."""
     if pad_to is not None and pad_multiple is not None:
         raise ConfigError("give either pad_to or pad_multiple, not both")
     for name, value in (("pad_to", pad_to), ("pad_multiple", pad_multiple)):
@@ -137,10 +139,10 @@ def plan_transform(
         raise ConfigError(f"crop_margin must be >= 0 pixels, got {crop_margin}")
     if resize is not None and (len(resize) != 2 or min(resize) < 1):
         raise ConfigError(f"resize needs two positive sizes (height, width), got {resize}")
-    _, h, w = foreground.shape
+    any_fg = foreground.any(axis=0) if foreground.ndim == 3 else foreground
+    h, w = any_fg.shape
     top, left, ch, cw = 0, 0, h, w
     if crop_border:
-        any_fg = foreground.any(axis=0)
         rows, cols = np.flatnonzero(any_fg.any(axis=1)), np.flatnonzero(any_fg.any(axis=0))
         if rows.size:
             top = max(0, int(rows[0]) - crop_margin)
@@ -180,6 +182,45 @@ def slice_statistics(volume: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass(frozen=True)
+class SliceFacts:
+    """Per-slice facts of a volume ``(N, H, W)``: ``stats`` (see :func:`slice_statistics`,
+    physical units), ``foreground`` (fraction of pixels whose normalised value is above the
+    threshold), ``unit_std`` (standard deviation of the normalised slice) and ``union``
+    ``(H, W)``: the pixels that are foreground in any slice (for cropping)."""
+
+    stats: dict[str, np.ndarray]
+    foreground: np.ndarray
+    unit_std: np.ndarray
+    union: np.ndarray
+
+
+def slice_facts(
+    volume: np.ndarray,
+    forward: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    *,
+    chunk_pixels: int = 2**22,
+) -> SliceFacts:
+    """:class:`SliceFacts` of ``volume`` with the normaliser's ``forward``, about
+    ``chunk_pixels`` pixels at a time so that large volumes need little extra memory."""
+    n = len(volume)
+    step = max(1, chunk_pixels // max(1, volume[0].size))
+    parts: list[dict[str, np.ndarray]] = []
+    foreground, unit_std = np.empty(n), np.empty(n)
+    union = np.zeros(volume.shape[1:], bool)
+    for start in range(0, n, step):
+        chunk = volume[start : start + step]
+        unit = np.asarray(forward(chunk), dtype=np.float32)
+        above = unit > threshold
+        foreground[start : start + len(chunk)] = above.reshape(len(chunk), -1).mean(axis=1)
+        unit_std[start : start + len(chunk)] = unit.reshape(len(chunk), -1).std(axis=1)
+        union |= above.any(axis=0)
+        parts.append(slice_statistics(chunk))
+    stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return SliceFacts(stats=stats, foreground=foreground, unit_std=unit_std, union=union)
+
+
 def content_hash(slice_: np.ndarray) -> str:
     """32 hex digits of BLAKE2b over the slice's dtype, shape and bytes (exact duplicates)."""
     a = np.ascontiguousarray(slice_)
@@ -205,8 +246,10 @@ def store_dtype(volume: np.ndarray) -> np.dtype:
 __all__ = [
     "PERCENTILES",
     "PlaneTransform",
+    "SliceFacts",
     "content_hash",
     "plan_transform",
+    "slice_facts",
     "slice_statistics",
     "store_dtype",
 ]

@@ -393,16 +393,13 @@ def _prepare_volume(
     )
     # Cleaning decisions and statistics describe the source slices, so they do not depend on
     # the crop / pad / resize options.
-    unit = normaliser.forward(volume).reshape(len(volume), -1)
-    is_foreground = unit > options.foreground_threshold
-    foreground = is_foreground.mean(axis=1)
-    unit_std = unit.std(axis=1)
-    stats = clean.slice_statistics(volume)
+    per_slice = clean.slice_facts(volume, normaliser.forward, options.foreground_threshold)
+    foreground, unit_std, stats = per_slice.foreground, per_slice.unit_std, per_slice.stats
     mask_fraction = (
         mask.reshape(len(volume), -1).mean(axis=1) if mask is not None else np.zeros(len(volume))
     )
     transform = clean.plan_transform(
-        is_foreground.reshape(volume.shape),
+        per_slice.union,
         crop_border=options.crop_border,
         crop_margin=options.crop_margin,
         pad_to=options.pad_to,
