@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from medsr.data.manifest import SliceRecord, manifest_path, read_manifest
 from medsr.data.patches import Flip, foreground_origin, item_generator, stack_neighbours
@@ -119,6 +119,12 @@ class SRDataset(Dataset):
         self._normalisers: dict[str, Normaliser] = {
             r.normaliser: normaliser_from_dict(json.loads(r.normaliser)) for r in rows
         }
+        # The foreground threshold in physical units (normalisers are increasing affine maps),
+        # so candidate patches are tested on the stored values without normalising them.
+        self._thresholds = {
+            key: float(n.inverse(np.array([foreground_threshold], np.float64))[0])
+            for key, n in self._normalisers.items()
+        }
         self._arrays: dict[str, np.ndarray] = {}
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -143,7 +149,8 @@ class SRDataset(Dataset):
     def _array(self, relative: str) -> np.ndarray:
         array = self._arrays.get(relative)
         if array is None:
-            array = np.load(self.root / relative, mmap_mode="r")
+            # a plain ndarray view of the memory map: slicing it skips np.memmap's overhead
+            array = np.load(self.root / relative, mmap_mode="r").view(np.ndarray)
             self._arrays[relative] = array
         return array
 
@@ -181,11 +188,11 @@ class SRDataset(Dataset):
         size = self.patch_size
         shape = (row.height, row.width)
         centre = self._array(row.store_path)[row.slice_index]
-        normaliser = self._normalisers[row.normaliser]
+        threshold = _threshold_for(self._thresholds[row.normaliser], centre.dtype)
 
         def foreground(top: int, left: int) -> float:
-            patch = normaliser.forward(centre[top : top + size, left : left + size])
-            return float((patch > self.foreground_threshold).mean())
+            patch = centre[top : top + size, left : left + size]
+            return np.count_nonzero(patch > threshold) / max(patch.size, 1)
 
         top, left = foreground_origin(
             shape,
@@ -232,6 +239,15 @@ class SRDataset(Dataset):
         return {"lr": lr, "hr": stack[k : k + 1].clone()}
 
 
+def _threshold_for(threshold: float, dtype: np.dtype) -> np.generic:
+    """``threshold`` as a scalar of ``dtype``, so comparisons do not convert the patch; for
+    integer values ``x > t`` is ``x > floor(t)``."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return dtype.type(min(max(np.floor(threshold), info.min), info.max))
+    return dtype.type(threshold)
+
+
 def _pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """Pad ``(C, h, w)`` at the bottom/right to ``size`` x ``size`` with 0 (the normalised
     background) when a slice is smaller than the patch."""
@@ -257,7 +273,8 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
             all(isinstance(v, torch.Tensor) for v in values)
             and len({tuple(v.shape) for v in values}) == 1
         ):
-            out[key] = torch.stack(values)
+            # default_collate stacks into shared memory inside a worker (no copy on sending)
+            out[key] = default_collate(values)
         elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             out[key] = torch.tensor(values)
         else:

@@ -49,11 +49,22 @@ def stack_neighbours(
 
 
 # -- randomness ----------------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of the SplitMix64 mixer: nearby inputs give unrelated 64-bit outputs."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for one sample, mixed from ``(seed, epoch, index)`` by NumPy's SeedSequence
-    (so nearby triples give unrelated streams)."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+    """A 63-bit seed for one sample, mixed from ``(seed, epoch, index)`` with SplitMix64 (so
+    nearby triples give unrelated streams; cheap enough to call for every sample)."""
+    mixed = _splitmix64(_splitmix64(_splitmix64(int(seed) & _MASK64) ^ int(epoch)) ^ int(index))
+    return mixed & ((1 << 63) - 1)
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -61,16 +72,20 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(item_seed(seed, epoch, index))
 
 
-def _randint(high: int, g: torch.Generator) -> int:
-    """Uniform in ``0 .. high - 1``."""
-    return int(torch.randint(high, (1,), generator=g))
-
-
 # -- patch positions ------------------------------------------------------------------------------
 def random_origin(shape: tuple[int, int], size: int, g: torch.Generator) -> tuple[int, int]:
     """Top-left corner of a uniformly placed ``size`` x ``size`` patch in ``shape`` (a slice
     smaller than the patch gives 0 along that axis: the caller pads)."""
-    return _randint(max(shape[0] - size, 0) + 1, g), _randint(max(shape[1] - size, 0) + 1, g)
+    return _origins(shape, size, torch.rand(1, 2, generator=g))[0]
+
+
+def _origins(shape: tuple[int, int], size: int, u: torch.Tensor) -> list[tuple[int, int]]:
+    """Patch corners from uniform numbers ``u`` ``(n, 2)`` in [0, 1)."""
+    spans = (max(shape[0] - size, 0) + 1, max(shape[1] - size, 0) + 1)
+    return [
+        (min(int(a * spans[0]), spans[0] - 1), min(int(b * spans[1]), spans[1] - 1))
+        for a, b in u.tolist()
+    ]
 
 
 def foreground_origin(
@@ -84,18 +99,18 @@ def foreground_origin(
 ) -> tuple[int, int]:
     """A patch position biased towards the foreground.
 
-    Up to ``tries`` uniform positions are drawn; the first whose ``foreground(top, left)``
-    (the fraction of foreground pixels of that patch) reaches ``min_fraction`` is taken, else
-    the one with the most foreground. ``tries=1`` is uniform sampling. The number of draws is
-    fixed per accepted try, so the result depends only on the generator.
+    ``tries`` uniform positions are drawn (in one draw from ``g``, whatever happens next);
+    the first whose ``foreground(top, left)`` (the fraction of foreground pixels of that
+    patch) reaches ``min_fraction`` is taken, else the one with the most foreground.
+    ``tries=1`` is uniform sampling.
     """
     if tries < 1:
         raise ConfigError(f"foreground tries must be >= 1, got {tries}")
-    best, best_fraction = (0, 0), -1.0
-    for _ in range(tries):
-        origin = random_origin(shape, size, g)
-        if tries == 1:
-            return origin
+    candidates = _origins(shape, size, torch.rand(tries, 2, generator=g))
+    if tries == 1:
+        return candidates[0]
+    best, best_fraction = candidates[0], -1.0
+    for origin in candidates:
         fraction = foreground(*origin)
         if fraction >= min_fraction:
             return origin
@@ -116,8 +131,8 @@ class Flip:
     @classmethod
     def draw(cls, g: torch.Generator) -> Flip:
         """One of the 8 symmetries of the square, uniformly (each arises from 2 of the 16 draws)."""
-        v, h = (bool(x) for x in torch.randint(0, 2, (2,), generator=g))
-        return cls(vertical=v, horizontal=h, quarter_turns=_randint(4, g))
+        bits = int(torch.randint(0, 16, (1,), generator=g))
+        return cls(vertical=bool(bits & 1), horizontal=bool(bits & 2), quarter_turns=bits >> 2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Apply to ``(..., H, W)``; rotations by a quarter turn need ``H == W``."""
