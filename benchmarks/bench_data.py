@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_data.py [--manifest DIR] [--batches 150]
 
-128 x 128 HR patches at x4, batch 16, with the bicubic and the Real-ESRGAN degradation.
+128 x 128 HR patches at x4, batch 16, with the bicubic (also with 2.5D input of 3 slices)
+and the Real-ESRGAN degradation.
 Without ``--manifest`` it first runs ``prepare`` on the spine MRI and BraTS folders of
 ../shared/data into a temporary folder (and removes it afterwards). Workers run one torch
 thread each (``medsr.data.datasets.worker_init``); the main process too. Prints a Markdown
@@ -26,9 +27,10 @@ from medsr.transforms.degrade import build_degradation
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDSR_SHARED_DATA", REPO.parent / "shared" / "data"))
-CASES = {
-    "bicubic x4": {"name": "bicubic", "scale": 4},
-    "realesrgan x4": {"name": "realesrgan", "scale": 4},
+CASES = {  # name: (degradation, neighbours on each side)
+    "bicubic x4": ({"name": "bicubic", "scale": 4}, 0),
+    "bicubic x4, 2.5D (3 slices)": ({"name": "bicubic", "scale": 4}, 1),
+    "realesrgan x4": ({"name": "realesrgan", "scale": 4}, 0),
 }
 
 
@@ -59,8 +61,13 @@ def main() -> None:
             manifest = prepare([s for s in sources if s.is_dir()], tmp).manifest
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
         print("| degradation | workers | patches/s |\n|---|---:|---:|")
-        for name, config in CASES.items():
-            dataset = SRDataset(manifest, degradation=build_degradation(config), patch_size=128)
+        for name, (config, neighbours) in CASES.items():
+            dataset = SRDataset(
+                manifest,
+                degradation=build_degradation(config),
+                patch_size=128,
+                neighbours=neighbours,
+            )
             batches = args.batches if name.startswith("bicubic") else max(args.batches // 10, 5)
             for workers in args.workers:
                 print(f"| {name} | {workers} | {rate(dataset, workers, batches):,.0f} |")
