@@ -248,3 +248,14 @@ def test_two_d_images_colour_to_grey_and_xray_bit_depth(tmp_path: Path) -> None:
     stored = np.load(tmp_path / "out" / b.store_path)[0]
     np.testing.assert_allclose(stored, rgb @ np.array([0.299, 0.587, 0.114]), atol=1e-3)
     assert result.report["transforms"]["colour_to_grey"] == 1
+
+
+def test_options_fail_before_any_work(brats_like: Path, tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(ConfigError, match="percentiles"):
+        PrepareOptions(percentiles=(99.5, 0.5))
+    with pytest.raises(ConfigError, match="does not match"):
+        prepare([brats_like], tmp_path / "a", PrepareOptions(subject_regex=r"sub-\d+"))
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if not installed
+    with pytest.raises(ConfigError, match="pip install pyarrow"):
+        prepare([brats_like], tmp_path / "b", PrepareOptions(format="parquet"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -47,7 +47,13 @@ import numpy as np
 from medsr import __version__
 from medsr.data import clean, splits
 from medsr.data.scan import VolumeEntry, scan
-from medsr.data.subjects import Subject, compile_subject_regex, new_salt, subject_of
+from medsr.data.subjects import (
+    Subject,
+    compile_subject_regex,
+    new_salt,
+    subject_from_path,
+    subject_of,
+)
 from medsr.errors import ConfigError, MedsrError
 from medsr.io import read
 from medsr.io.image import Image
@@ -290,6 +296,11 @@ class PrepareOptions:
             )
         if not 0.0 <= self.min_foreground <= 1.0:
             raise ConfigError(f"min_foreground is a fraction in [0, 1], got {self.min_foreground}")
+        low, high = self.percentiles
+        if not 0.0 <= low < high <= 100.0:
+            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
+        if self.min_std < 0:
+            raise ConfigError(f"min_std must be >= 0, got {self.min_std}")
         for dataset, axis in self.slice_axis.items():
             if axis not in (0, 1, 2):
                 raise ConfigError(
@@ -533,21 +544,24 @@ def prepare(
             f"no image found under {', '.join(str(s) for s in sources)} (looked for DICOM "
             "series and NIfTI, NPY/NPZ, MAT, PNG, JPEG and TIFF files)"
         )
+    entries = sorted(found.volumes, key=lambda e: (e.dataset, e.volume_id))
+    if regex is not None:  # every path must give a subject id: fail before any work
+        for entry in entries:
+            subject_from_path(regex, entry.relative)
+    if options.format == "parquet":
+        _pyarrow()
     out.mkdir(parents=True, exist_ok=True)
     _clear_outputs(out, overwrite)
     (out / STORE).mkdir()
     warnings: list[str] = []
     skipped = list(found.skipped)
     volumes: list[_Volume] = []
-    entries = sorted(found.volumes, key=lambda e: (e.dataset, e.volume_id))
     for entry in entries:
         try:
             volume = _prepare_volume(
                 entry, len(volumes), out, options, salt=salt, regex=regex, warnings=warnings
             )
         except MedsrError as error:
-            if isinstance(error, ConfigError) and regex is not None:
-                raise
             logger.warning("skipped %s: %s", entry.path, error)
             skipped.append({"path": str(entry.path), "error": str(error)})
             continue

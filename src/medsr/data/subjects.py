@@ -59,7 +59,8 @@ def compile_subject_regex(pattern: str | None) -> re.Pattern[str] | None:
         raise ConfigError(f"invalid --subject-regex {pattern!r}: {error}") from error
 
 
-def _from_regex(regex: re.Pattern[str], relative: str) -> str:
+def subject_from_path(regex: re.Pattern[str], relative: str) -> str:
+    """The id ``regex`` gives for a relative path (rule 1); ConfigError when it does not match."""
     match = regex.search(relative)
     if match is None:
         raise ConfigError(
@@ -91,7 +92,7 @@ def subject_of(
 ) -> Subject:
     """The subject of one volume by the rules of the module docstring."""
     if regex is not None:
-        value = _from_regex(regex, entry.relative)
+        value = subject_from_path(regex, entry.relative)
         return Subject(key=f"path:{value}", id=value, rule="regex")
     identifier = _content_identifier(image)
     if identifier is not None:
@@ -107,4 +108,11 @@ def subject_of(
     return Subject(key=f"path:{value}", id=value, rule="path")
 
 
-__all__ = ["Subject", "compile_subject_regex", "hashed_id", "new_salt", "subject_of"]
+__all__ = [
+    "Subject",
+    "compile_subject_regex",
+    "hashed_id",
+    "new_salt",
+    "subject_from_path",
+    "subject_of",
+]
