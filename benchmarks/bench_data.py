@@ -7,7 +7,8 @@ and the Real-ESRGAN degradation.
 Without ``--manifest`` it first runs ``prepare`` on the spine MRI and BraTS folders of
 ../shared/data into a temporary folder (and removes it afterwards). Workers run one torch
 thread each (``medsr.data.datasets.worker_init``); the main process too. Prints a Markdown
-table and the load average (the CPU may be shared).
+table (with the main process's CPU time per patch: with 0 workers, the cost of a sample
+whatever else runs on the machine) and the load average (the CPU may be shared).
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ CASES = {  # name: (degradation, neighbours on each side)
 }
 
 
-def rate(dataset: SRDataset, workers: int, batches: int, warmup: int = 3) -> float:
-    """Patches per second over ``batches`` batches after ``warmup`` (worker start-up excluded)."""
+def rate(dataset: SRDataset, workers: int, batches: int, warmup: int = 3) -> tuple[float, float]:
+    """Patches per second (wall clock) over ``batches`` batches after ``warmup`` (worker
+    start-up excluded), and the main process's CPU microseconds per patch (with 0 workers
+    that is all the work, and it does not depend on what else runs on the machine)."""
     loader = make_loader(dataset, batch_size=16, num_workers=workers, seed=0)
-    count, started = 0, 0.0
+    count, started, cpu = 0, 0.0, 0.0
     for i, batch in enumerate(loader):
         if i == warmup:
-            started, count = time.perf_counter(), 0
+            started, cpu, count = time.perf_counter(), time.process_time(), 0
         count += len(batch["hr"])
         if i == warmup + batches:
             break
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), (time.process_time() - cpu) / count * 1e6
 
 
 def main() -> None:
@@ -60,7 +63,8 @@ def main() -> None:
             sources = [DATA / "spine-mri", DATA / "brain-mri-brats2013"]
             manifest = prepare([s for s in sources if s.is_dir()], tmp).manifest
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
-        print("| degradation | workers | patches/s |\n|---|---:|---:|")
+        print("| degradation | workers | patches/s | main-process CPU us/patch |")
+        print("|---|---:|---:|---:|")
         for name, (config, neighbours) in CASES.items():
             dataset = SRDataset(
                 manifest,
@@ -70,7 +74,8 @@ def main() -> None:
             )
             batches = args.batches if name.startswith("bicubic") else max(args.batches // 10, 5)
             for workers in args.workers:
-                print(f"| {name} | {workers} | {rate(dataset, workers, batches):,.0f} |")
+                per_second, cpu_us = rate(dataset, workers, batches)
+                print(f"| {name} | {workers} | {per_second:,.0f} | {cpu_us:,.0f} |")
     print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

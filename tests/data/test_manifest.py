@@ -221,6 +221,10 @@ def test_real_brats_patient_and_spine_volume(shared_data: Path, tmp_path: Path) 
     assert 100 < len(flair) < 155  # the empty slices above and below the head are gone
     assert all(r.has_mask for r in flair) and max(r.mask_fraction for r in flair) > 0.2
     assert all(r.foreground_fraction >= 0.01 for r in flair)
+    split_of: dict[str, set[str]] = {}
+    for r in result.records:
+        split_of.setdefault(r.subject_id, set()).add(r.split)
+    assert all(len(splits) == 1 for splits in split_of.values())
     spine_rows = volumes["spine-mri/VB1_02"]
     assert spine_rows[0].num_slices == 57 and spine_rows[0].store_dtype == "uint8"
     assert spine_rows[0].modality == "MR" and spine_rows[0].subject_id == "VB1_02"
