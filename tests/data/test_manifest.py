@@ -19,7 +19,7 @@ from medsr.data.manifest import (
 )
 from medsr.errors import ConfigError
 from medsr.io import read
-from tests.data.conftest import blob_volume, make_npz_folder, write_dicom_series
+from tests.data.conftest import blob_volume, make_npz_folder, write_dicom_series, write_nifti
 
 
 def _by_volume(records: list[SliceRecord]) -> dict[str, list[SliceRecord]]:
@@ -263,3 +263,21 @@ def test_options_fail_before_any_work(brats_like: Path, tmp_path: Path, monkeypa
     with pytest.raises(ConfigError, match="pip install pyarrow"):
         prepare([brats_like], tmp_path / "b", PrepareOptions(format="parquet"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bad_masks_are_reported_and_the_image_kept(brats_like: Path, tmp_path: Path) -> None:
+    (brats_like / "pat0001" / "brainmask.nii.gz").write_bytes(b"\x1f\x8b broken")
+    (brats_like / "pat0002" / "brainmask.nii.gz").unlink()
+    write_nifti(np.ones((4, 5, 6), np.float32), brats_like / "pat0002" / "brainmask.nii.gz")
+    result = prepare([brats_like], tmp_path / "out")
+    volumes = _by_volume(result.records)
+    assert len(volumes) == 8
+    for patient in ("pat0001", "pat0002"):
+        assert not volumes[f"brain-mri/{patient}/Flair"][0].has_mask
+    assert volumes["brain-mri/pat0003/Flair"][0].has_mask
+    warnings = result.report["warnings"]
+    assert any("cannot be read" in w for w in warnings)
+    assert any("has shape (4, 5, 6)" in w for w in warnings)
+    facts = {v["volume_id"]: v["mask"] for v in result.report["volumes"]}
+    assert facts["brain-mri/pat0001/Flair"] is None
+    assert facts["brain-mri/pat0003/Flair"].endswith("brainmask.nii.gz")

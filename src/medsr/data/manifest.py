@@ -349,21 +349,26 @@ class _Volume:
     facts: dict[str, Any]
 
 
-def _load(entry: VolumeEntry, warnings: list[str]) -> tuple[Image, np.ndarray | None]:
+def _load(entry: VolumeEntry, warnings: list[str]) -> tuple[Image, np.ndarray | None, str | None]:
+    """The image, its mask (``> 0``) and where the mask came from (a path, ``embedded``)."""
     image = read(entry.path, series_uid=entry.series_uid)
-    mask = image.mask
-    if entry.mask_path is not None:
+    mask, origin = image.mask, "embedded" if image.mask is not None else None
+    if entry.mask_path is None:
+        return image, mask, origin
+    try:
         mask_image = read(entry.mask_path)
-        if mask_image.spatial_shape != image.spatial_shape:
-            message = (
-                f"mask {entry.mask_path} has shape {mask_image.spatial_shape}, not the shape "
-                f"{image.spatial_shape} of {entry.path}; not attached"
-            )
-            logger.warning(message)
-            warnings.append(message)
-        else:
-            mask = mask_image.array > 0
-    return image, mask
+    except MedsrError as error:
+        problem = f"mask {entry.mask_path} cannot be read ({error}); not attached"
+    else:
+        if mask_image.spatial_shape == image.spatial_shape:
+            return image, mask_image.array > 0, str(entry.mask_path)
+        problem = (
+            f"mask {entry.mask_path} has shape {mask_image.spatial_shape}, not the shape "
+            f"{image.spatial_shape} of {entry.path}; not attached"
+        )
+    logger.warning(problem)
+    warnings.append(problem)
+    return image, mask, origin
 
 
 def _prepare_volume(
@@ -376,7 +381,7 @@ def _prepare_volume(
     regex: re.Pattern[str] | None,
     warnings: list[str],
 ) -> _Volume:
-    image, mask = _load(entry, warnings)
+    image, mask, mask_origin = _load(entry, warnings)
     subject = subject_of(entry, image, salt=salt, regex=regex)
     modality = options.modality_for(entry, image)
     array = image.array @ LUMA if image.color else image.array
@@ -480,9 +485,7 @@ def _prepare_volume(
         "cropped": transform.cropped,
         "padded": transform.padded,
         "resized": transform.resized,
-        "mask": str(entry.mask_path)
-        if entry.mask_path
-        else ("embedded" if mask is not None else None),
+        "mask": mask_origin,
     }
     return _Volume(entry=entry, subject=subject, rows=rows, blank=blank, facts=facts)
 
