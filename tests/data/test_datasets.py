@@ -175,6 +175,8 @@ def test_bad_options(prepared: Path) -> None:
         SRDataset(prepared, degradation=BICUBIC, split="holdout")
     with pytest.raises(ConfigError, match="mode"):
         SRDataset(prepared, degradation=BICUBIC, mode="test")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="foreground_tries"):
+        SRDataset(prepared, degradation=BICUBIC, foreground_tries=0)
     with pytest.raises(ConfigError, match="dataset"):
         SRDataset(prepared, degradation=BICUBIC, datasets=["spine"])
 

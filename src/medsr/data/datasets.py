@@ -89,6 +89,10 @@ class SRDataset(Dataset):
             )
         if neighbours < 0:
             raise ConfigError(f"neighbours must be >= 0 slices on each side, got {neighbours}")
+        if foreground_tries < 1:
+            raise ConfigError(
+                f"foreground_tries must be >= 1 (1 = uniform), got {foreground_tries}"
+            )
         if patches_per_slice < 1:
             raise ConfigError(f"patches_per_slice must be >= 1, got {patches_per_slice}")
         path = manifest_path(manifest)
