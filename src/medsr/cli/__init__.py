@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, models, study, train
+from medsr.cli import convert, deidentify, info, models, pair, prepare, study, train
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -23,6 +23,8 @@ COMMANDS: dict[str, ModuleType] = {
     "deidentify": deidentify,
     "models": models,
     "study": study,
+    "prepare": prepare,
+    "pair": pair,
     "train": train,
 }
 

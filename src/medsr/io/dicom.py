@@ -334,37 +334,51 @@ def _read_file(path: Path, max_pixels: int) -> Image:
     metadata = _metadata(ds)
 
     if frames == 1:
-        direction = _orientation(ds.get("ImageOrientationPatient"), path)
-        position = _float_list(ds.get("ImagePositionPatient"), 3)
-        spacing = pixel_spacing(ds, path)
-        if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-            f_pos, f_dir, f_spacing, f_thick = _frame_geometry(ds, 0, path)
-            position = position if f_pos is None else list(f_pos)
-            direction = direction if f_dir is None else f_dir
-            spacing = spacing if f_spacing is None else f_spacing
-            if f_thick:
-                metadata["slice_thickness"] = f_thick
-        source = Source(
+        array, spacing, origin, direction = _single_frame_geometry(ds, values, path, metadata)
+        frame_order = (0,) if "NumberOfFrames" in ds else None
+    else:
+        array, spacing, origin, direction, frame_order = _multi_frame_geometry(
+            ds, values, path, metadata
+        )
+    return Image(
+        array=array,
+        spacing=spacing,
+        origin=tuple(origin) if origin is not None else (0.0, 0.0, 0.0),
+        direction=direction,
+        modality=modality,
+        color=color,
+        source=Source(
             format="dicom",
             path=path,
             stored_dtype=dtype,
             bits_stored=bits_stored,
             signed=signed,
             datasets=(header,),
-            frame_order=(0,) if frames == 1 and "NumberOfFrames" in ds else None,
+            frame_order=frame_order,
             inverted=inverted,
-        )
-        return Image(
-            array=values[0],
-            spacing=spacing,
-            origin=tuple(position) if position else (0.0, 0.0, 0.0),
-            direction=direction,
-            modality=modality,
-            color=color,
-            source=source,
-            metadata=metadata,
-        )
+        ),
+        metadata=metadata,
+    )
 
+
+def _single_frame_geometry(ds: Dataset, values: np.ndarray, path: Path, metadata: dict):
+    """(array, spacing, origin, direction) of a one-frame file (legacy or enhanced)."""
+    direction = _orientation(ds.get("ImageOrientationPatient"), path)
+    position = _float_list(ds.get("ImagePositionPatient"), 3)
+    spacing = pixel_spacing(ds, path)
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        f_pos, f_dir, f_spacing, f_thick = _frame_geometry(ds, 0, path)
+        position = position if f_pos is None else list(f_pos)
+        direction = direction if f_dir is None else f_dir
+        spacing = spacing if f_spacing is None else f_spacing
+        if f_thick:
+            metadata["slice_thickness"] = f_thick
+    return values[0], spacing, position, direction
+
+
+def _multi_frame_geometry(ds: Dataset, values: np.ndarray, path: Path, metadata: dict):
+    """(volume sorted along the slice normal, spacing, origin, direction, frame order)."""
+    frames = values.shape[0]
     geometry = [_frame_geometry(ds, k, path) for k in range(frames)]
     positions = [g[0] for g in geometry]
     directions = [g[1] for g in geometry]
@@ -393,26 +407,12 @@ def _read_file(path: Path, max_pixels: int) -> Image:
     if direction is not None:
         normal = np.cross(direction[:, 1], direction[:, 0])
         full_direction = np.column_stack([z_dir if z_dir is not None else normal, direction])
-    first = positions[order[0]]
-    source = Source(
-        format="dicom",
-        path=path,
-        stored_dtype=dtype,
-        bits_stored=bits_stored,
-        signed=signed,
-        datasets=(header,),
-        frame_order=tuple(order),
-        inverted=inverted,
-    )
-    return Image(
-        array=values[order],
-        spacing=(z_spacing, *in_plane),
-        origin=tuple(first) if first is not None else (0.0, 0.0, 0.0),
-        direction=full_direction,
-        modality=modality,
-        color=color,
-        source=source,
-        metadata=metadata,
+    return (
+        values[order],
+        (z_spacing, *in_plane),
+        positions[order[0]],
+        full_direction,
+        tuple(order),
     )
 
 
