@@ -192,3 +192,51 @@ def test_validation_metrics_match_a_manual_computation(tmp_path):
     again = validate(generator, other, [0, 1], factors=(2, 2), device=torch.device("cpu"))
     assert again.metrics["psnr"] == pytest.approx(m["psnr"], abs=1e-9)
     assert not math.isnan(again.metrics["ssim"])
+
+
+def test_channels_last_trains_like_the_default(tmp_path):
+    plain = train(parse_config(tiny_config()), out_dir=tmp_path / "a", **datasets())
+    last = train(
+        parse_config(tiny_config(**{"train.channels_last": True})),
+        out_dir=tmp_path / "b",
+        **datasets(),
+    )
+    assert plain.finished and last.finished
+    a = load_state(tmp_path / "a" / "state" / "last.pt")["generator"]
+    b = load_state(tmp_path / "b" / "state" / "last.pt")["generator"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
+def test_bf16_is_refused_on_cpu(tmp_path):
+    config = parse_config(tiny_config(**{"train.precision": "bf16", "train.device": "cpu"}))
+    with pytest.raises(ConfigError, match="CUDA only"):
+        train(config, out_dir=tmp_path, **datasets())
+
+
+def test_progress_bar_and_tensorboard(tmp_path, capsys):
+    config = parse_config(tiny_config(**{"train.progress": True, "train.tensorboard": True}))
+    train(config, out_dir=tmp_path, **datasets())
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert "pretrain" in capsys.readouterr().err  # the bar's stage label, on stderr
+
+
+def test_without_tensorboard_training_goes_on(tmp_path, monkeypatch, caplog):
+    import builtins
+
+    from medsr.train import logging as train_logging
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    monkeypatch.setattr(train_logging.TensorBoard, "_warned", False)
+    config = parse_config(tiny_config(**{"train.tensorboard": True}))
+    with caplog.at_level("WARNING"):
+        assert train(config, out_dir=tmp_path, **datasets()).finished
+    assert sum("tensorboard is not installed" in r.message for r in caplog.records) == 1
+    assert not (tmp_path / "tensorboard").exists()

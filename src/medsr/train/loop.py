@@ -88,6 +88,7 @@ class TrainResult:
     best: dict[str, Any] | None
     skipped_steps: int
     step_times: list[float] = field(default_factory=list)
+    step_cpu_times: list[float] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -333,6 +334,7 @@ class Trainer:
         main = self.dist.is_main
         run = self.config.train
         self.step_times: list[float] = []
+        self.step_cpu_times: list[float] = []
         self.csv: MetricsCSV | None = None
         self.tb = TensorBoard(self.out / "tensorboard", enabled=False)
         self.progress = ProgressBar(total=0, completed=0, enabled=False)
@@ -414,6 +416,7 @@ class Trainer:
             best=self.best,
             skipped_steps=self.nonfinite_total,
             step_times=self.step_times,
+            step_cpu_times=self.step_cpu_times,
         )
 
     def _begin_stage(self, index: int, stage: StageConfig) -> None:
@@ -479,6 +482,7 @@ class Trainer:
         channels_last = run.channels_last
         while self.stage_step < stage.steps:
             start = time.perf_counter()
+            cpu_start = time.process_time()
             assert self.stream is not None
             batch = self.stream.next()
             lr = batch["lr"].to(self.device, non_blocking=True)
@@ -508,6 +512,7 @@ class Trainer:
                 sums[name] = sums[name] + value if name in sums else value.detach().clone()
             count += 1
             self.step_times.append(time.perf_counter() - start)
+            self.step_cpu_times.append(time.process_time() - cpu_start)
 
             end_of_stage = self.stage_step >= stage.steps
             if run.log_every and (self.global_step % run.log_every == 0 or end_of_stage):
