@@ -53,7 +53,11 @@ def test_recipe_smoke_run(name, prepared, shared_data, tmp_path):
     assert meta["recipe"]["name"] == name and meta["training"]["steps"] == result.global_step
     datasets = meta["training_data"]["datasets"]
     assert datasets and all(not d["license"].startswith("unknown") for d in datasets)
-    assert set(meta["normalisation"]) == {"method", "window", "percentiles", "clip"}
+    assert meta["normalisation"] == {
+        "method": "auto", "window": "wide", "percentiles": [0.5, 99.5], "clip": False,
+    }  # fmt: skip
+    assert meta["normalisation_details"]["training_clip"] is True
+    assert meta["training_data"]["prepare"]["pad_to"] == (256 if "3-" in name else None)
     scale = meta["scale"]
     k = config.data.neighbours
     lr = torch.rand(1, 2 * k + 1, 12, 12)

@@ -726,19 +726,23 @@ class Trainer:
 
     def _normalisation_metadata(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(policy, details)``. The policy is the fitting policy inference applies to a new
-        input (``method``, ``window``, ``percentiles``, ``clip``: the ``medsr prepare``
-        options of the training data, from the ``report.json`` beside its manifest; prepare's
-        defaults when there is none). The details say where it came from and which
-        normaliser kinds the training volumes got, per modality."""
+        input (``method``, ``window``, ``percentiles``, ``clip``): the ``medsr prepare``
+        options of the training data, from the ``report.json`` beside its manifest (prepare's
+        defaults when there is none). Its ``clip`` is false whatever training used, as
+        medsr.infer advises: clipping an input to the window cannot be inverted and would
+        flatten the values outside it (metal, bright vessels); the training data's own clip
+        is in the details, with where the policy came from and the normaliser kinds the
+        training volumes got, per modality."""
         policy: dict[str, Any] = {
             "method": "auto",
             "window": "wide",
             "percentiles": [0.5, 99.5],
-            "clip": True,
+            "clip": False,
         }
         details: dict[str, Any] = {
             "fitted": "per volume (medsr.transforms.intensity.fit_normaliser)",
             "range": [0.0, 1.0],
+            "training_clip": True,
             "source": "medsr prepare defaults (no report.json beside the manifest)",
         }
         report = _read_report(self.config.data.manifest)
@@ -751,9 +755,7 @@ class Trainer:
                     value = options[key]
                     policy[name] = list(value) if isinstance(value, list | tuple) else value
             if "clip" in options:
-                policy["clip"] = bool(options["clip"])
-            elif "unclipped" in options:
-                policy["clip"] = not bool(options["unclipped"])
+                details["training_clip"] = bool(options["clip"])
         rows = getattr(self.train_dataset, "rows", None)
         if rows:
             kinds: dict[str, set[str]] = {}
@@ -791,8 +793,16 @@ class Trainer:
                     "train_subjects": len(entry["subjects"]) if entry["subjects"] else None,
                 }
             )
+        report = _read_report(self.config.data.manifest)
+        options = report.get("options", {}) if report is not None else {}
+        prepare = {
+            key: options[key]
+            for key in ("slice_axis", "crop_border", "pad_to", "pad_multiple", "resize")
+            if key in options
+        }
         return {
             "manifest": self.config.data.manifest,
+            "prepare": prepare or None,
             "train_split": self.config.data.train_split,
             "val_split": self.config.data.val_split,
             "datasets": listed,
