@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"no GPU (none lent to this task), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'}",
         f"- date: {dt.date.today().isoformat()}",
         f"- command: `{command.strip()}`",
         f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; "
