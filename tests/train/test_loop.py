@@ -240,3 +240,10 @@ def test_without_tensorboard_training_goes_on(tmp_path, monkeypatch, caplog):
         assert train(config, out_dir=tmp_path, **datasets()).finished
     assert sum("tensorboard is not installed" in r.message for r in caplog.records) == 1
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_deterministic_mode_is_switched_back_off(tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    config = parse_config(tiny_config(**{"train.deterministic": True, "stages.0.steps": 1}))
+    assert train(config, out_dir=tmp_path, **datasets()).finished
+    assert not torch.are_deterministic_algorithms_enabled()

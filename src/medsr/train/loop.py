@@ -193,10 +193,6 @@ class Trainer:
 
         run = self.config.train
         self.bf16 = self._use_bf16(run.precision)
-        if run.deterministic:
-            torch.use_deterministic_algorithms(True)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not run.deterministic
 
         # the same initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(self.config.seed)
@@ -340,7 +336,14 @@ class Trainer:
         self.progress = ProgressBar(total=0, completed=0, enabled=False)
         self.stream: BatchStream | None = None
         stopped = False
+        # process-wide switches, restored when the run ends
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        benchmark_before = torch.backends.cudnn.benchmark
         try:
+            if run.deterministic:
+                torch.use_deterministic_algorithms(True)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = not run.deterministic
             if main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 _write_yaml(self.out / "config.yaml", to_dict(self.config))
@@ -398,6 +401,8 @@ class Trainer:
                 if stopped:
                     break
         finally:
+            torch.use_deterministic_algorithms(deterministic_before)
+            torch.backends.cudnn.benchmark = benchmark_before
             self.progress.close()
             if self.stream is not None:
                 self.stream.close()
