@@ -139,6 +139,11 @@ def test_a_non_finite_step_is_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
     state = load_state(tmp_path / "state" / "last.pt")
     assert state["nonfinite"] == {"in_row": 0, "total": 2}
+    rows = read_metrics(tmp_path / "metrics.csv")
+    skipped = [r["step"] for r in rows if r["name"] == "skipped_steps"]
+    assert len(skipped) == 2  # logged at the steps that were skipped (log_every 1)
+    assert all(math.isfinite(r["value"]) for r in rows if r["name"] != "skipped_steps")
+    assert {r["step"] for r in rows if r["name"] == "l1"}.isdisjoint(skipped)
 
 
 def test_too_many_non_finite_steps_stop_with_the_last_state_intact(tmp_path):

@@ -483,7 +483,7 @@ class Trainer:
         self._optimisers = (g_opt, g_sched, d_opt, d_sched)
         run = self.config.train
         sums: dict[str, torch.Tensor] = {}
-        count = 0
+        count = taken = 0  # steps since the last log row, and those not skipped
         channels_last = run.channels_last
         while self.stage_step < stage.steps:
             start = time.perf_counter()
@@ -513,16 +513,18 @@ class Trainer:
                 self.nonfinite_in_row = 0
             if self.ema is not None and not outcome.g_skipped:
                 self.ema.update(self.generator)
-            for name, value in outcome.parts.items():
-                sums[name] = sums[name] + value if name in sums else value.detach().clone()
+            if not outcome.skipped:  # a skipped step's NaN would hide the interval's losses
+                for name, value in outcome.parts.items():
+                    sums[name] = sums[name] + value if name in sums else value.detach().clone()
+                taken += 1
             count += 1
             self.step_times.append(time.perf_counter() - start)
             self.step_cpu_times.append(time.process_time() - cpu_start)
 
             end_of_stage = self.stage_step >= stage.steps
             if run.log_every and (self.global_step % run.log_every == 0 or end_of_stage):
-                self._log_train(stage, sums, count, g_sched)
-                sums, count = {}, 0
+                self._log_train(stage, sums, count, taken, g_sched)
+                sums, count, taken = {}, 0, 0
             if end_of_stage:
                 break
             if run.val_every and self.global_step % run.val_every == 0:
@@ -535,7 +537,7 @@ class Trainer:
                 return True
             self.progress.update(step=self.global_step, stage=stage.name)
         if count and not run.log_every:
-            self._log_train(stage, sums, count, g_sched)
+            self._log_train(stage, sums, count, taken, g_sched)
         # end of stage: validate, keep the stage's weights, save everything
         self._validate(stage)
         self._checkpoint(stage, stage_folder=True)
@@ -544,20 +546,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ logs and checks
     def _log_train(
-        self, stage: StageConfig, sums: dict[str, torch.Tensor], count: int, schedule: Schedule
+        self,
+        stage: StageConfig,
+        sums: dict[str, torch.Tensor],
+        count: int,
+        taken: int,
+        schedule: Schedule,
     ) -> None:
-        if not count:
+        """One CSV/TensorBoard row: the mean of each loss term over the steps taken since
+        the last row, the learning rate, seconds per step, and the skipped steps."""
+        if not count or not self.dist.is_main:
             return
-        values = {k: float(v) / count for k, v in sums.items()}  # one sync per log step
+        values = {k: float(v) / taken for k, v in sums.items()}  # one sync per log row
         values["lr"] = schedule.lr_at(max(self.stage_step - 1, 0))
         recent = self.step_times[-count:]
         values["step_seconds"] = sum(recent) / len(recent)
-        if self.dist.is_main:
-            assert self.csv is not None
-            self.csv.write(self.global_step, stage.name, "train", values)
-            self.tb.scalars(self.global_step, "train", values)
-            shown = {k: v for k, v in values.items() if k in ("g_total", "d_total")}
-            self.progress.update(step=self.global_step, stage=stage.name, losses=shown)
+        if taken < count:
+            values["skipped_steps"] = float(count - taken)
+        assert self.csv is not None
+        self.csv.write(self.global_step, stage.name, "train", values)
+        self.tb.scalars(self.global_step, "train", values)
+        shown = {k: v for k, v in values.items() if k in ("g_total", "d_total")}
+        self.progress.update(step=self.global_step, stage=stage.name, losses=shown)
 
     def _diverged(self, stage: StageConfig, parts: dict[str, torch.Tensor]) -> None:
         where = (
