@@ -252,3 +252,18 @@ def test_deterministic_mode_is_switched_back_off(tmp_path):
     config = parse_config(tiny_config(**{"train.deterministic": True, "stages.0.steps": 1}))
     assert train(config, out_dir=tmp_path, **datasets()).finished
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.gpu
+def test_bf16_autocast_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    data = tiny_config(**{"train.ema_decay": 0.9, "train.channels_last": True})
+    data["model"]["discriminator"] = {"arch": "unet", "params": {"num_features": 4}}
+    data["stages"].append(dict(GAN_STAGE))
+    result = train(parse_config(data), out_dir=tmp_path, **datasets())
+    assert result.finished and result.skipped_steps == 0
+    meta = read_config(tmp_path / "checkpoints" / "last")["metadata"]
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    assert meta["training"]["precision"] == expected and meta["training"]["device"] == "cuda"
+    assert math.isfinite(result.validation["psnr"])

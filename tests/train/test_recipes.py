@@ -65,3 +65,22 @@ def test_recipe_smoke_run(name, prepared, shared_data, tmp_path):
         assert model(lr).shape == (1, 1, 12 * scale, 12 * scale)
     for stage in config.stages:
         assert (tmp_path / "checkpoints" / stage.name / "model.safetensors").is_file()
+
+
+def test_loader_workers_give_the_same_training(prepared, shared_data, tmp_path):
+    """SRDataset samples seed themselves: 0 or 2 loader workers train identically."""
+    from medsr.train.state import load_state
+
+    states = []
+    for workers in (0, 2):
+        path, config = smoke_config("4-brain-tumour-espcn", prepared["brats"], shared_data)
+        config = load_config(
+            path,
+            {"data.manifest": str(prepared["brats"]), "data.num_workers": workers,
+             "stages.0.steps": 6},
+            smoke=True,
+        )  # fmt: skip
+        train(config, out_dir=tmp_path / str(workers))
+        states.append(load_state(tmp_path / str(workers) / "state" / "last.pt")["generator"])
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

@@ -124,7 +124,6 @@ class _EpochDataset(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        self._set_epoch = getattr(dataset, "set_epoch", None)
         self._epoch: int | None = None
 
     def __len__(self) -> int:
@@ -132,8 +131,10 @@ class _EpochDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        if callable(self._set_epoch) and epoch != self._epoch:
-            self._set_epoch(epoch)
+        if epoch != self._epoch:
+            set_epoch = getattr(self.dataset, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
             self._epoch = epoch
         return self.dataset[index]
 
