@@ -267,3 +267,14 @@ def test_bf16_autocast_on_cuda(tmp_path):
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     assert meta["training"]["precision"] == expected and meta["training"]["device"] == "cuda"
     assert math.isfinite(result.validation["psnr"])
+
+
+def test_inference_reads_the_checkpoint_metadata(tmp_path):
+    """medsr.infer (issue 7) takes the normalisation policy and the degradation from it."""
+    infer = pytest.importorskip("medsr.infer", reason="medsr.infer (issue 7) not installed")
+    config = parse_config(tiny_config(**{"stages.0.steps": 1}))
+    train(config, out_dir=tmp_path, **datasets())
+    model = infer.load_model(str(tmp_path / "checkpoints" / "last"))
+    assert model.scale == 2 and model.in_channels == 1
+    assert model.normalisation.method == "auto" and model.normalisation.clip is False
+    assert model.degradation.to_config()[0]["name"] == "bicubic"
