@@ -91,3 +91,10 @@ class WeightsNotFoundError(MedsrError):
 
     medsr never downloads weights; the message says where it looked and how to provide them.
     """
+
+
+class InferenceError(MedsrError):
+    """Running a model failed: out of memory on a tile, non-finite output, a broken ONNX file.
+
+    Never swallowed: a failed tile is an error, not a black tile in the output.
+    """

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, models, study
+from medsr.cli import convert, deidentify, demo, export, info, models, study, upscale
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -23,6 +23,9 @@ COMMANDS: dict[str, ModuleType] = {
     "deidentify": deidentify,
     "models": models,
     "study": study,
+    "upscale": upscale,
+    "export": export,
+    "demo": demo,
 }
 
 
