@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
     DEFAULT_MODEL,
     DEFAULT_OVERLAP,
@@ -356,6 +356,8 @@ def _process(job, model, args, out, single, state, report, used) -> Outcome:
         if target in used:
             raise ConfigError(f"output {target} would be written twice (inputs with one name)")
         used.add(target)
+        if not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
+            raise WriteError(target, "already exists (pass --overwrite to replace it)")
         result = upscale_image(
             image,
             model,
@@ -383,6 +385,8 @@ def _process(job, model, args, out, single, state, report, used) -> Outcome:
         )
         outcome.result = result
         outcome.output = target if len(written) != 1 else written[0]
+    except FileError as error:  # its message starts with the file; say it once
+        outcome.error = error.problem if error.path == job.path else str(error)
     except MedsrError as error:
         outcome.error = str(error)
     except Exception as error:  # a bug: report it, keep going with the other inputs
