@@ -116,7 +116,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="tiles per model call (default: about one 256x256 tile's worth of pixels)",
+        help=f"tiles per model call (default: about one {DEFAULT_TILE}x{DEFAULT_TILE} tile's "
+        "worth of input pixels; 8 times that on a GPU)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA, else CPU")
     p.add_argument(

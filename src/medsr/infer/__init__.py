@@ -6,7 +6,7 @@ Typical use::
     from medsr.infer import load_model, upscale_image
 
     model = load_model("lanczos", scale=2)          # or a checkpoint folder, .onnx, .pth
-    result = upscale_image(read("ct_series/"), model, tile=256, overlap=16)
+    result = upscale_image(read("ct_series/"), model, tile=192, overlap=16)
     write(result.image, "ct_series_sr/")            # a derived DICOM series
     result.fidelity_psnr                            # consistency with the input, dB
 

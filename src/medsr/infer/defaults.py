@@ -13,8 +13,10 @@ sample at x2 and x4). When weights ship, put their ``medsr.models.PRETRAINED`` n
 DEFAULT_SCALE = 2
 """Scale for models that can do any scale (interpolation) when none is given."""
 
-DEFAULT_TILE = 256
-"""Tile size in input pixels: bounds memory (RRDBNet x4 on a 256 x 256 tile peaks near 1 GB)."""
+DEFAULT_TILE = 192
+"""Tile size in input pixels. It bounds the model's working memory: at x4, one tile peaks
+near 0.8 GB for RRDBNet and 1.8 GB for the largest model, EDSR (full) (benchmarks/RESULTS.md),
+so a 2048 x 2048 radiograph at x4 stays within 3 GB with any model of the zoo."""
 
 DEFAULT_OVERLAP = 16
 """Tile overlap in input pixels: tiling is exact for receptive-field radii up to 4 pixels."""
