@@ -165,3 +165,32 @@ def test_help_names_the_default_model(capsys):
     with pytest.raises(SystemExit):
         main(["upscale", "--help"])
     assert "Default model: lanczos" in capsys.readouterr().out
+
+
+def test_performance_options_keep_the_output(small_png, tmp_path, caplog):
+    plain = tmp_path / "plain.png"
+    tuned = tmp_path / "tuned.png"
+    assert main(["upscale", str(small_png), "-o", str(plain), "--model", "bicubic"]) == 0
+    args = [
+        "upscale",
+        str(small_png),
+        "-o",
+        str(tuned),
+        "--model",
+        "bicubic",
+        "--channels-last",
+        "--self-ensemble",
+        "--precision",
+        "bf16",
+        "--batch-size",
+        "3",
+        "--tile",
+        "40",
+        "--overlap",
+        "8",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    assert "only used on a GPU" in caplog.text  # bf16 is never used on the CPU
+    np.testing.assert_allclose(read(tuned).array, read(plain).array, atol=1.0)

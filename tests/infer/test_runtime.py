@@ -156,3 +156,32 @@ def test_half_precision_on_the_gpu_matches_fp32(precision, small_conv):
     half = get_runner(model, device="cuda", precision=precision, channels_last=True)(x)
     assert half.dtype == torch.float32 and half.device.type == "cpu"
     assert float((half - ref).abs().max()) < 5e-2
+
+
+def test_compile_wraps_the_module(monkeypatch):
+    compiled = []
+
+    def fake_compile(module):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = load_model("bicubic", scale=2)
+    runner = get_runner(model, device="cpu", compile=True)
+    assert compiled == [model.module] and "compiled" in runner.description
+    assert runner(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
+
+
+@pytest.mark.slow
+def test_torch_compile_really_runs():
+    model = load_model("bicubic", scale=2)
+    x = torch.rand(2, 1, 20, 24, generator=torch.Generator().manual_seed(0))
+    compiled = get_runner(model, device="cpu", compile=True)(x)
+    torch.testing.assert_close(compiled, get_runner(model, device="cpu")(x), atol=1e-5, rtol=0)
+
+
+def test_runners_do_not_change_the_shared_module(small_conv):
+    model = wrap_module(small_conv(scale=2))
+    get_runner(model, device="cpu", channels_last=True)
+    weights = [p for p in model.module.parameters() if p.ndim == 4]
+    assert all(w.is_contiguous() and w.device.type == "cpu" for w in weights)

@@ -11,6 +11,7 @@ returns NaN/inf: a failed tile is an error, never a black tile.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -217,7 +218,10 @@ def _torch_runner(
     assert model.module is not None
     if threads is not None:
         torch.set_num_threads(threads)
-    module = model.module.to(device).eval()
+    module = model.module.eval()
+    if device.type != "cpu" or channels_last:
+        # .to() converts a module in place: keep the CPU master untouched for other runners
+        module = copy.deepcopy(module).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
