@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 from medsr import samples
 from medsr.cli import main
 from medsr.io import Image, read, write
+from tests.test_privacy import SECRETS, assert_clean
 
 
 @pytest.fixture
@@ -194,3 +195,17 @@ def test_performance_options_keep_the_output(small_png, tmp_path, caplog):
     assert main(args) == 0
     assert "only used on a GPU" in caplog.text  # bf16 is never used on the CPU
     np.testing.assert_allclose(read(tuned).array, read(plain).array, atol=1.0)
+
+
+def test_upscale_prints_no_identifiers(dicom_file, tmp_path, capsys, caplog):
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    for keyword, value in SECRETS.items():
+        setattr(ds, keyword, value)
+    good, bad = tmp_path / "good.dcm", tmp_path / "bad.dcm"
+    ds.save_as(good)
+    bad.write_bytes(good.read_bytes()[:-3000])  # truncated pixel data, header intact
+    caplog.set_level("DEBUG")
+    args = ["-v", "-v", "upscale", str(good), str(bad), "-o", str(tmp_path / "out")]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert_clean(captured.out + captured.err + caplog.text)

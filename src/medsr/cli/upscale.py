@@ -155,7 +155,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return str(self.path) + (f" (series {self.series_uid})" if self.series_uid else "")
+        # the output name, not the SeriesInstanceUID: UIDs are identifiers (PS3.15)
+        return str(self.path) + (f" ({self.stem.name})" if self.series_uid else "")
 
 
 def _strip_suffix(name: str) -> str:
