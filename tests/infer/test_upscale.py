@@ -205,3 +205,14 @@ def test_fixed_normaliser_policy_is_used_as_is():
     result = upscale_image(Image(array, spacing=(1, 1), modality="CT"), model)
     assert result.normaliser == policy.normaliser
     np.testing.assert_allclose(result.image.array, np.kron(array, np.ones((2, 2))), atol=1e-4)
+
+
+def test_fidelity_falls_back_when_the_training_degradation_does_not_fit(caplog):
+    image = Image(np.random.default_rng(3).random((2, 8, 10), dtype=np.float32), spacing=(3, 1, 1))
+    thick = [{"name": "thick_slice", "thickness": 2.0}]  # factors (2, 1): a through-plane one
+    model = wrap_module(Nearest(), degradation=thick)
+    with caplog.at_level(logging.WARNING):
+        in_plane = upscale_image(image, model)
+    assert "antialiased bicubic instead" in caplog.text and math.isfinite(in_plane.fidelity_psnr)
+    through = upscale_image(image, model, axis="through-plane")
+    assert through.image.array.shape == (4, 8, 10) and math.isfinite(through.fidelity_psnr)

@@ -38,6 +38,7 @@ __all__ = [
     "PIXELS_PER_CALL",
     "UpscaleResult",
     "auto_batch_size",
+    "fidelity_operator",
     "fidelity_psnr",
     "fit_to_output",
     "resolve_axis",
@@ -241,12 +242,22 @@ def fidelity_psnr(
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
-def _through_plane_degradation(deg: Degradation, scale: int) -> Degradation:
-    if deg.factors == (scale, 1):
+def fidelity_operator(deg: Degradation, scale: int, *, through_plane: bool) -> Degradation:
+    """The degradation the fidelity check applies: ``deg`` when its factors fit the mode
+    (``(s, s)`` in-plane, ``(s, 1)`` through-plane), else antialiased bicubic that fits."""
+    wanted = (scale, 1) if through_plane else (scale, scale)
+    if deg.factors == wanted:
         return deg
-    # A 2D model's degradation acts on both axes; its 1D analogue along the slice axis is
-    # bicubic along that axis only (the default training degradation restricted to it).
-    return Degradation((Bicubic(scale=(scale, 1), antialias=True, clip=False),))
+    if not through_plane:
+        logger.warning(
+            "the model's training degradation has factors %s, not %s: the fidelity check "
+            "uses antialiased bicubic instead",
+            deg.factors,
+            wanted,
+        )
+    # For through-plane SR a 2D model's degradation acts on both axes; its analogue along the
+    # slice axis alone is bicubic along that axis (the default degradation restricted to it).
+    return Degradation((Bicubic(scale=wanted, antialias=True, clip=False),))
 
 
 # -- the image pipeline -------------------------------------------------------------------------
@@ -377,9 +388,9 @@ def upscale_image(
     )
 
     t = time.perf_counter()
-    degradation = model.consistency_degradation()
-    if along is not None:
-        degradation = _through_plane_degradation(degradation, s)
+    degradation = fidelity_operator(
+        model.consistency_degradation(), s, through_plane=along is not None
+    )
     fidelity = fidelity_psnr(sr, norm, degradation, axis=along, color=image.color)
     timings["fidelity"] = time.perf_counter() - t
 
