@@ -161,8 +161,9 @@ def test_half_precision_on_the_gpu_matches_fp32(precision, small_conv):
 def test_compile_wraps_the_module(monkeypatch):
     compiled = []
 
-    def fake_compile(module):
+    def fake_compile(module, options=None):
         compiled.append(module)
+        assert options == {"freezing": True}
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)
