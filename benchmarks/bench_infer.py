@@ -14,7 +14,8 @@ Parts:
 * ``speed``: a grey 128x128 and 512x512 input at x4, RRDBNet (random weights) and the default
   model. Baseline = plain eager PyTorch as Real-ESRGAN's inference script runs it
   (``model.eval()``, ``torch.no_grad()``, fp32, default threads, whole image). Candidates =
-  medsr's runners (``inference_mode`` + channels-last; ONNX Runtime). Variants run
+  medsr's runners (``inference_mode``, + channels-last, ONNX Runtime, ``torch.compile`` with
+  inductor freezing; its compilation time is reported on its own line). Variants run
   interleaved (to spread the load of other jobs on the machine); outputs are checked
   against the baseline (max |difference| in [0, 1] units). Subnormal floats are flushed to
   zero in every variant: random weights produce them and they slow x86 CPUs for reasons
@@ -103,7 +104,7 @@ def _flush() -> None:
     torch.set_flush_denormal(True)
 
 
-def part_speed(sizes: list[int], default_model: str, runs: int) -> list[str]:
+def part_speed(sizes: list[int], default_model: str, runs: int, compile_too: bool) -> list[str]:
     from medsr.infer import get_runner, load_model, wrap_module
     from medsr.models import build_generator
 
@@ -142,6 +143,11 @@ def part_speed(sizes: list[int], default_model: str, runs: int) -> list[str]:
             ),
             "medsr torch: inference_mode": get_runner(fresh(), device="cpu"),
         }
+        if compile_too:
+            variants["medsr torch: compiled (inductor, freezing)"] = get_runner(
+                fresh(), device="cpu", compile=True
+            )
+        warmups: dict[str, float] = {}
         t = time.perf_counter()
         try:
             variants["medsr onnxruntime"] = get_runner(fresh(), engine="onnxruntime", device="cpu")
@@ -158,8 +164,11 @@ def part_speed(sizes: list[int], default_model: str, runs: int) -> list[str]:
                     return baseline_net(x)
 
             calls = {k: (v if v is not None else eager) for k, v in variants.items()}
-            for fn in calls.values():  # warm-up: one small call each
+            for k, fn in calls.items():  # warm-up: two small sizes (compile: dynamic shapes)
+                start = time.perf_counter()
                 fn(x[..., :32, :32])
+                fn(x[..., :40, :48])
+                warmups.setdefault(k, time.perf_counter() - start)
             times: dict[str, list[float]] = {k: [] for k in calls}
             outputs: dict[str, torch.Tensor] = {}
             for _ in range(n):
@@ -180,6 +189,12 @@ def part_speed(sizes: list[int], default_model: str, runs: int) -> list[str]:
                 )
                 print(lines[-1], flush=True)
         lines.append(f"| {label} | | (ONNX export + session set-up, once) | {export_s:.1f} | | |")
+        if compile_too:
+            key = "medsr torch: compiled (inductor, freezing)"
+            lines.append(
+                f"| {label} | | (compilation: first two small calls, once) | "
+                f"{warmups[key]:.1f} | | |"
+            )
     return lines
 
 
@@ -277,6 +292,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="128,512", help="speed: input sizes")
     parser.add_argument("--runs", type=int, default=3, help="speed: runs at 128x128")
     parser.add_argument(
+        "--no-compile", action="store_true", help="speed: skip the torch.compile variant"
+    )
+    parser.add_argument(
         "--memory-archs", default="rrdbnet,rcan,edsr_full", help="memory: architectures"
     )
     parser.add_argument("--full-size", type=int, default=2048, help="memory-full: image size")
@@ -299,7 +317,12 @@ def main() -> int:
             print(f"note: the best interpolation is {best}, not {DEFAULT_MODEL}", file=sys.stderr)
     if "speed" in parts:
         sizes = [int(s) for s in args.sizes.split(",")]
-        sections += ["### CPU speed", "", *part_speed(sizes, default, args.runs), ""]
+        sections += [
+            "### CPU speed",
+            "",
+            *part_speed(sizes, default, args.runs, not args.no_compile),
+            "",
+        ]
     if "memory" in parts:
         archs = [a.strip() for a in args.memory_archs.split(",")]
         sections += ["### Memory per tile", "", *part_memory(archs), ""]
