@@ -104,7 +104,14 @@ def _flush() -> None:
     torch.set_flush_denormal(True)
 
 
-def part_speed(sizes: list[int], default_model: str, runs: int, compile_too: bool) -> list[str]:
+def part_speed(
+    sizes: list[int],
+    default_model: str,
+    runs: int,
+    compile_too: bool,
+    rrdbnet: dict | None = None,
+) -> list[str]:
+    """The speed table; ``rrdbnet`` overrides RRDBNet's hyper-parameters (for tests)."""
     from medsr.infer import get_runner, load_model, wrap_module
     from medsr.models import build_generator
 
@@ -119,7 +126,8 @@ def part_speed(sizes: list[int], default_model: str, runs: int, compile_too: boo
         "|---|---|---|---|---|---|",
     ]
     torch.manual_seed(0)
-    rrdb = build_generator("rrdbnet", {"scale": 4, "in_channels": 1}).eval()
+    hparams = {"scale": 4, "in_channels": 1, **(rrdbnet or {})}
+    rrdb = build_generator("rrdbnet", hparams).eval()
     cases = [("rrdbnet (random weights)", rrdb), (f"{default_model} (default)", None)]
     for label, net in cases:
         # every variant gets its own copy: channels-last converts a module's weights in place
@@ -132,7 +140,7 @@ def part_speed(sizes: list[int], default_model: str, runs: int, compile_too: boo
             baseline_net = net
 
             def fresh(net=net):
-                clone = build_generator("rrdbnet", {"scale": 4, "in_channels": 1}).eval()
+                clone = build_generator("rrdbnet", hparams).eval()
                 clone.load_state_dict(net.state_dict())
                 return wrap_module(clone, name="rrdbnet")
 
@@ -282,7 +290,7 @@ def _load() -> str:
         return "n/a"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--parts",
@@ -300,7 +308,7 @@ def main() -> int:
     parser.add_argument("--full-size", type=int, default=2048, help="memory-full: image size")
     parser.add_argument("--append", type=Path, help="append the results to this Markdown file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         _child(json.loads(args.child))
         return 0
@@ -333,7 +341,8 @@ def main() -> int:
             *part_memory_full("rrdbnet", args.full_size),
             "",
         ]
-    command = "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:])
+    given = sys.argv[1:] if argv is None else argv
+    command = "python benchmarks/bench_infer.py " + " ".join(given)
     meta = [
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"no GPU; torch {torch.__version__}",
@@ -346,8 +355,11 @@ def main() -> int:
     text = "\n".join([*meta, *sections])
     print(text)
     if args.append:
+        existing = args.append.read_text(encoding="utf-8") if args.append.exists() else ""
+        # one section for this benchmark; later runs add their own dated blocks under it
+        head = "" if HEADING in existing else f"\n{HEADING}\n"
         with open(args.append, "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+            f.write(head + "\n" + text)
     return 0
 
 
