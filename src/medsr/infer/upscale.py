@@ -302,8 +302,9 @@ def upscale_image(
 
     Colour images: an RGB model gets the RGB planes; any other model runs on each channel
     separately (one normaliser for the whole image). A grey image given to an RGB model is
-    replicated to 3 channels and the output averaged. DICOM output keeps the source's bit
-    depth through ``medsr.io.write`` (which quantises and reports clipped pixels).
+    replicated to 3 channels and the output averaged. The output is float32 and unclipped;
+    :func:`fit_to_output` clips (and rounds) it to what the source's bit depth stores before
+    writing, as ``medsr upscale`` does.
     """
     t_start = time.perf_counter()
     if isinstance(model, nn.Module):
@@ -339,8 +340,8 @@ def upscale_image(
         groups = [base[..., k] for k in range(3)]
     else:
         groups = [base]
-    if along is None:
-        groups = [g if g.ndim == 4 else (g if g.ndim == 3 else g[None])[:, None] for g in groups]
+    if along is None:  # stacks of planes (N, C, H, W); a 2D image is a stack of one
+        groups = [g if g.ndim == 4 else (g[None] if g.ndim == 2 else g)[:, None] for g in groups]
 
     total = 0
     for g in groups:
