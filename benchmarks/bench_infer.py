@@ -20,7 +20,7 @@ Parts:
   against the baseline (max |difference| in [0, 1] units). Subnormal floats are flushed to
   zero in every variant: random weights produce them and they slow x86 CPUs for reasons
   that have nothing to do with the engines compared.
-* ``memory``: peak resident memory (``ru_maxrss`` of a fresh subprocess) of one default-size
+* ``memory``: peak resident memory (``VmHWM`` of a fresh subprocess) of one default-size
   tile (256 x 256 input pixels at x4) for the largest networks.
 * ``memory-full``: peak memory and time of ``upscale_image`` on a 2048 x 2048 radiograph at x4
   with RRDBNet (random weights, default tiling), in a subprocess.
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 HEADING = "## Inference (issue 7)"
+COMPILED = "medsr torch: compiled (inductor, freezing)"
 
 
 # -- quality ---------------------------------------------------------------------------------
@@ -152,9 +153,7 @@ def part_speed(
             "medsr torch: inference_mode": get_runner(fresh(), device="cpu"),
         }
         if compile_too:
-            variants["medsr torch: compiled (inductor, freezing)"] = get_runner(
-                fresh(), device="cpu", compile=True
-            )
+            variants[COMPILED] = get_runner(fresh(), device="cpu", compile=True)
         warmups: dict[str, float] = {}
         t = time.perf_counter()
         try:
@@ -172,11 +171,12 @@ def part_speed(
                     return baseline_net(x)
 
             calls = {k: (v if v is not None else eager) for k, v in variants.items()}
-            for k, fn in calls.items():  # warm-up: two small sizes (compile: dynamic shapes)
+            for k, fn in calls.items():
+                # warm-up: a small call; a compiled model compiles for each new input shape
+                # (inductor freezing specialises on it), so it gets one call at full size
                 start = time.perf_counter()
-                fn(x[..., :32, :32])
-                fn(x[..., :40, :48])
-                warmups.setdefault(k, time.perf_counter() - start)
+                fn(x if k == COMPILED else x[..., :32, :32])
+                warmups[f"{k} {size}"] = time.perf_counter() - start
             times: dict[str, list[float]] = {k: [] for k in calls}
             outputs: dict[str, torch.Tensor] = {}
             for _ in range(n):
@@ -198,15 +198,27 @@ def part_speed(
                 print(lines[-1], flush=True)
         lines.append(f"| {label} | | (ONNX export + session set-up, once) | {export_s:.1f} | | |")
         if compile_too:
-            key = "medsr torch: compiled (inductor, freezing)"
-            lines.append(
-                f"| {label} | | (compilation: first two small calls, once) | "
-                f"{warmups[key]:.1f} | | |"
-            )
+            for size in sizes:
+                lines.append(
+                    f"| {label} | {size}x{size} | (compiled: first call = compilation + one "
+                    f"run) | {warmups[f'{COMPILED} {size}']:.1f} | | |"
+                )
     return lines
 
 
 # -- memory ----------------------------------------------------------------------------------
+def _peak_mib(resource) -> float:
+    """Peak resident memory of this process in MiB: ``VmHWM`` on Linux (per address space,
+    so fresh after exec), else ``ru_maxrss`` (which Linux carries over from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(spec: dict) -> None:
     """Run one memory case in this (fresh) process and print its peak RSS as JSON."""
     import resource
@@ -218,7 +230,7 @@ def _child(spec: dict) -> None:
     _flush()
     torch.manual_seed(0)
     net = build_generator(spec["arch"], {"scale": spec["scale"], "in_channels": 1}).eval()
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _peak_mib(resource)
     size = spec["size"]
     rng = np.random.default_rng(0)
     image = Image(
@@ -232,7 +244,7 @@ def _child(spec: dict) -> None:
         result = upscale_image(image, wrap_module(net), device="cpu")
         assert result.image.array.shape == (size * spec["scale"],) * 2
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mib(resource)
     print(json.dumps({"peak_mib": peak, "after_model_mib": baseline, "seconds": seconds}))
 
 
@@ -252,7 +264,7 @@ def part_memory(archs: list[str]) -> list[str]:
     lines = [
         f"Peak resident memory of one forward pass on a {DEFAULT_TILE}x{DEFAULT_TILE} tile "
         "(the default tile size) at x4, one grey channel, in a fresh process "
-        "(`ru_maxrss`; includes Python, PyTorch and the weights):",
+        "(`VmHWM`; includes Python, PyTorch and the weights):",
         "",
         "| arch | peak RSS | RSS after building the model | seconds |",
         "|---|---|---|---|",
