@@ -47,7 +47,7 @@ COMPILED = "medsr torch: compiled (inductor, freezing)"
 
 
 # -- quality ---------------------------------------------------------------------------------
-def part_quality() -> tuple[list[str], str]:
+def part_quality(names: list[str]) -> tuple[list[str], str]:
     from medsr import samples
     from medsr.infer import load_model, upscale_image
     from medsr.infer.model_source import interpolation_names
@@ -57,7 +57,7 @@ def part_quality() -> tuple[list[str], str]:
 
     methods = interpolation_names()
     rows, totals = [], {m: [] for m in methods}
-    for name in ("chest-ct", "chest-xray", "brain-mri"):
+    for name in names:
         hr_full = read(samples.path(name))
         for s in (2, 4):
             h, w = hr_full.spatial_shape[-2:]
@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         default="quality,speed,memory",
         help="comma-separated: quality, speed, memory, memory-full",
     )
+    parser.add_argument(
+        "--samples", default="chest-ct,chest-xray,brain-mri", help="quality: bundled samples"
+    )
     parser.add_argument("--sizes", default="128,512", help="speed: input sizes")
     parser.add_argument("--runs", type=int, default=3, help="speed: runs at 128x128")
     parser.add_argument(
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     default = DEFAULT_MODEL
     if "quality" in parts:
-        lines, best = part_quality()
+        lines, best = part_quality([n.strip() for n in args.samples.split(",")])
         sections += ["### Default model (best interpolation)", "", *lines, ""]
         if best != DEFAULT_MODEL:
             print(f"note: the best interpolation is {best}, not {DEFAULT_MODEL}", file=sys.stderr)
