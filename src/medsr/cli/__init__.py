@@ -14,7 +14,19 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, models, pair, prepare, study, train
+from medsr.cli import (
+    convert,
+    deidentify,
+    demo,
+    export,
+    info,
+    models,
+    pair,
+    prepare,
+    study,
+    train,
+    upscale,
+)
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -26,6 +38,9 @@ COMMANDS: dict[str, ModuleType] = {
     "prepare": prepare,
     "pair": pair,
     "train": train,
+    "upscale": upscale,
+    "export": export,
+    "demo": demo,
 }
 
 
