@@ -21,15 +21,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from medsr.errors import ConfigError
+from medsr.schema import parse_dataclass, type_name
 
 __all__ = [
     "OPTIMIZERS",
@@ -403,131 +402,9 @@ def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
 
 
-# ----------------------------------------------------------------------------------- parsing
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    if dataclasses.is_dataclass(hint):
-        return f"a mapping ({hint.__name__})"
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(hint)[0])}"
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} numbers"
-    if origin is dict:
-        return "a mapping"
-    if origin is Literal:
-        return " or ".join(map(repr, typing.get_args(hint)))
-    return getattr(hint, "__name__", str(hint))
-
-
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against (and converted to) the annotation ``hint``."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return copy.deepcopy(value)
-    if origin in (types.UnionType, typing.Union):
-        errors = []
-        for option in typing.get_args(hint):
-            try:
-                return _convert(value, option, where)
-            except ConfigError as error:
-                errors.append(error)
-        # one structured option (a section) gives the most useful message
-        sections = [
-            e
-            for e, o in zip(errors, typing.get_args(hint), strict=True)
-            if dataclasses.is_dataclass(o) and isinstance(value, Mapping)
-        ]
-        if sections:
-            raise sections[0]
-        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
-    if hint is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{where}: expected null, got {value!r}")
-    if dataclasses.is_dataclass(hint):
-        return _parse_section(hint, value, where)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"{where}: must be a finite number, got {value!r}")
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list:
-        if isinstance(value, list | tuple):
-            (item,) = typing.get_args(hint)
-            return [_convert(v, item, f"{where}.{i}") for i, v in enumerate(value)]
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        if isinstance(value, list | tuple):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_convert(v, args[0], f"{where}.{i}") for i, v in enumerate(value))
-            if len(value) == len(args):
-                return tuple(
-                    _convert(v, a, f"{where}.{i}")
-                    for i, (v, a) in enumerate(zip(value, args, strict=True))
-                )
-    elif origin is dict:
-        if isinstance(value, Mapping):
-            _, value_hint = typing.get_args(hint)
-            out = {}
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise ConfigError(f"{where}: keys must be strings, got {k!r}")
-                out[k] = _convert(v, value_hint, f"{where}.{k}")
-            return out
-    else:  # pragma: no cover - a schema bug, not a user error
-        raise TypeError(f"unsupported annotation {hint!r} at {where}")
-    raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
-
-
-def _parse_section(cls: type, value: Any, where: str) -> Any:
-    label = where or "config"
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{label}: expected a mapping with keys {_keys(cls)}, got {value!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in value if k not in fields]
-    if unknown:
-        bad = ", ".join(_join(where, str(k)) for k in unknown)
-        raise ConfigError(f"unknown key(s) {bad}; valid keys of {label}: {_keys(cls)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, f in fields.items():
-        if name in value:
-            kwargs[name] = _convert(value[name], hints[name], _join(where, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{_join(where, name)} is required; keys of {label}: {_keys(cls)}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as error:
-        raise ConfigError(f"{label}: {error}") from error
-
-
-def _keys(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
 def parse_config(data: Mapping[str, Any]) -> RunConfig:
     """A :class:`RunConfig` from a plain mapping (parsed YAML), strictly checked."""
-    return _parse_section(RunConfig, data, "")
+    return parse_dataclass(RunConfig, data, "")
 
 
 def to_dict(config: Any) -> Any:
@@ -739,6 +616,6 @@ def schema_reference() -> str:
                     default = f"`{json.dumps(to_dict(value))}`"
             else:
                 default = "required"
-            lines.append(f"| `{f.name}` | {_type_name(hints[f.name])} | {default} |")
+            lines.append(f"| `{f.name}` | {type_name(hints[f.name])} | {default} |")
         lines.append("")
     return "\n".join(lines)

@@ -39,18 +39,18 @@ import io
 import logging
 import math
 import numbers
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medsr.errors import ConfigError
+from medsr.schema import convert
 
 logger = logging.getLogger(__name__)
 
@@ -770,54 +770,6 @@ def slicewise(
 
 
 # -- config coercion ---------------------------------------------------------------------------
-def _describe(hint: Any) -> str:
-    return str(hint).replace("typing.", "").replace("NoneType", "None")
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        for alternative in args:
-            try:
-                return _coerce(value, alternative, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
-    if hint is type(None):
-        if value is None:
-            return None
-    elif origin is Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        raise ConfigError(
-            f"{where}: {value!r} is not allowed; valid: {', '.join(repr(a) for a in args)}"
-        )
-    elif origin is tuple:
-        if isinstance(value, list | tuple):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-            if len(value) == len(args):
-                return tuple(
-                    _coerce(v, a, f"{where}[{i}]")
-                    for i, (v, a) in enumerate(zip(value, args, strict=True))
-                )
-    elif hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:
-        raise TypeError(f"unsupported field type {hint!r} at {where}")
-    raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
-
-
 def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
 
@@ -837,7 +789,7 @@ class Stage:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = _coerce(getattr(self, f.name), hints[f.name], f"{self.name}.{f.name}")
+            value = convert(getattr(self, f.name), hints[f.name], f"{self.name}.{f.name}")
             object.__setattr__(self, f.name, value)
         self._check()
 
