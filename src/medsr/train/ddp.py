@@ -76,8 +76,11 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def setup(device: str = "auto") -> DistInfo:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+def setup(device: str = "auto", *, timeout: timedelta = timedelta(minutes=30)) -> DistInfo:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    ``timeout``: how long a collective waits for the slowest rank (batch inference waits
+    longer: ranks finish their shards at different times)."""
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
@@ -89,9 +92,7 @@ def setup(device: str = "auto") -> DistInfo:
     if not dist.is_initialized():
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
-        dist.init_process_group(
-            backend=backend, rank=rank, world_size=world, timeout=timedelta(minutes=30)
-        )
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timeout)
         owns = True
     logger.info("rank %d of %d on %s (%s)", rank, world, resolved, backend)
     return DistInfo(
