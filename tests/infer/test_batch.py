@@ -119,8 +119,8 @@ def test_a_tree_gives_a_mirrored_tree_and_a_manifest_and_resumes(tree, tmp_path,
     assert "6 of 6 inputs upscaled" in stdout and "inputs/s" in stdout and "slices/s" in stdout
     rows = rows_of(out / "manifest.csv")
     assert sorted(r["output"] for r in rows) == [
-        "ct_small/ct_small.dcm",
-        "mr_small/mr_small.dcm",
+        "ct_small.dcm",
+        "mr_small.dcm",
         "patient1/ct",
         "patient2/flair.nii.gz",
         "xray/a.png",
@@ -156,13 +156,14 @@ def test_a_tree_gives_a_mirrored_tree_and_a_manifest_and_resumes(tree, tmp_path,
 
 def test_a_fresh_run_does_not_replace_files_it_did_not_make(tree, tmp_path, capsys):
     out = tmp_path / "out"
-    write(read(tree / "xray" / "a.png"), out / "xray" / "a.png")
+    write(read(tree / "xray" / "a.png"), out / "a.png")
     args = ["upscale", str(tree / "xray"), "-o", str(out), "--model", "nearest"]
     assert main(args) == 1
     assert "already exists" in capsys.readouterr().err
-    assert read(out / "xray" / "a.png").array.shape == (64, 64)
+    assert read(out / "a.png").array.shape == (64, 64)
+    assert read(out / "b.png").array.shape == (120, 96)  # the others go on
     assert main([*args, "--overwrite"]) == 0
-    assert read(out / "xray" / "a.png").array.shape == (128, 128)
+    assert read(out / "a.png").array.shape == (128, 128)
 
 
 def test_a_list_file_mirrors_below_the_common_folder(tree, tmp_path, capsys):
@@ -297,8 +298,7 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tree, tmp_path):
             "torch.distributed.run",
             "--nproc-per-node",
             "2",
-            "--master-port",
-            "0",
+            "--standalone",
             "-m",
             "medsr",
             "upscale",

@@ -249,7 +249,8 @@ def _row(item: BatchItem, result: ItemResult | None, **extra: Any) -> dict[str, 
         "finished": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     row.update({k: str(v) for k, v in extra.items()})
-    return {name: row.get(name, "") for name in MANIFEST_COLUMNS}
+    # one physical line per row, so a row cut short by a kill is recognisable (no newline)
+    return {name: " ".join(row.get(name, "").splitlines()) for name in MANIFEST_COLUMNS}
 
 
 def _row_key(row: dict[str, str]) -> str:
@@ -262,10 +263,9 @@ def _complete(row: dict[str, Any]) -> bool:
     if row["status"] not in STATUSES:
         return False
     try:
-        datetime.fromisoformat(row["finished"])
+        return datetime.fromisoformat(row["finished"]).tzinfo is not None
     except ValueError:
         return False
-    return True
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
@@ -273,7 +273,12 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as f:
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):  # the last row was being written when the process died
+        text = text[: text.rfind("\n") + 1]
+    if not text:
+        return []
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
             raise ConfigError(
@@ -367,7 +372,7 @@ class _Plan:
     pending: list[BatchItem]
     skipped: int
     run_id: str
-    fresh: bool = True
+    replace: bool = False  # outputs already in place are leftovers (or --overwrite)
     total: int = 0
     error: str | None = None
 
@@ -420,7 +425,11 @@ def _plan(
             pending.append(item)
     run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     return _Plan(
-        pending=pending, skipped=skipped, run_id=run_id, fresh=fresh or overwrite, total=len(items)
+        pending=pending,
+        skipped=skipped,
+        run_id=run_id,
+        replace=overwrite or not fresh,
+        total=len(items),
     )
 
 
@@ -507,7 +516,7 @@ def run_batch(
                     error = "the processor returned no output"
                 else:
                     relative = result.output.relative_to(staging)
-                    if plan.fresh and _exists(out / relative):
+                    if not plan.replace and _exists(out / relative):
                         raise WriteError(
                             out / relative, "already exists (pass --overwrite to replace it)"
                         )
