@@ -2,7 +2,7 @@
 N processes (torchrun, gloo on the CPU), throughput and scaling.
 
     python benchmarks/bench_batch.py                          # 1 and 2 CPU processes
-    python benchmarks/bench_batch.py --procs 1 2 --model lanczos --scale 2
+    python benchmarks/bench_batch.py --configs 1 2 4 --model bicubic --scale 4
     python benchmarks/bench_batch.py --tree small             # the bundled samples only
     python benchmarks/bench_batch.py --append benchmarks/RESULTS.md
 
@@ -19,7 +19,8 @@ for 1 process; ``torchrun --nproc-per-node N -m medsr upscale ...`` for N), into
 output folder, so the wall time includes start-up (importing PyTorch, joining the process
 group). The throughput the command reports itself (inputs/s, slices/s over the processing
 loop) is given beside it. One process uses all cores (PyTorch's default); N processes share
-them (``cores // N`` threads each, what ``medsr upscale`` picks under torchrun).
+them (``cores // N`` threads each, what ``medsr upscale`` picks under torchrun); ``1x1`` is one
+process with one thread, the per-process work of the 2-process run on a 2-core machine.
 Configurations run interleaved, ``--repeats`` times, to spread the load of other jobs.
 """
 
@@ -80,12 +81,16 @@ def build_tree(root: Path, kind: str) -> tuple[int, list[str]]:
     return count, notes
 
 
-def run_once(tree: Path, out: Path, procs: int, model: str, scale: int) -> dict[str, float]:
+def run_once(
+    tree: Path, out: Path, procs: int, model: str, scale: int, threads: int | None = None
+) -> dict[str, float]:
     env = dict(os.environ)
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     command = ["upscale", str(tree), "-o", str(out), "--model", model, "--scale", str(scale)]
     command += ["--device", "cpu"]
+    if threads is not None:
+        command += ["--threads", str(threads)]
     if procs == 1:
         argv = [sys.executable, "-m", "medsr", *command]
     else:
@@ -120,9 +125,23 @@ def run_once(tree: Path, out: Path, procs: int, model: str, scale: int) -> dict[
     }
 
 
+def label(config: str) -> str:
+    procs, _, threads = config.partition("x")
+    what = "1 process" if procs == "1" else f"{procs} processes (torchrun, gloo)"
+    if threads:
+        return f"{what}, {threads} thread(s) each" if procs != "1" else f"{what}, {threads} thread"
+    return f"{what}, all cores" if procs == "1" else f"{what}, cores/{procs} threads each"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["1", "1x1", "2"],
+        help="PROCS or PROCSxTHREADS each (default: 1 process with all cores, 1 process with "
+        "1 thread, 2 processes)",
+    )
     parser.add_argument("--tree", choices=("full", "small"), default="full")
     parser.add_argument("--model", default="lanczos")
     parser.add_argument("--scale", type=int, default=2)
@@ -135,15 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         tree = Path(tmp) / "tree"
         count, notes = build_tree(tree, args.tree)
         print(f"{count} inputs in {tree}", flush=True)
-        results: dict[int, list[dict[str, float]]] = {p: [] for p in args.procs}
+        results: dict[str, list[dict[str, float]]] = {c: [] for c in args.configs}
         for r in range(args.repeats):
-            for procs in args.procs:
-                out = Path(tmp) / f"out-{procs}-{r}"
-                res = run_once(tree, out, procs, args.model, args.scale)
+            for config in args.configs:
+                procs, _, threads = config.partition("x")
+                out = Path(tmp) / f"out-{config}-{r}"
+                res = run_once(
+                    tree, out, int(procs), args.model, args.scale, int(threads) if threads else None
+                )
                 assert res["inputs"] == count, res
-                results[procs].append(res)
+                results[config].append(res)
                 print(
-                    f"{procs} process(es), run {r + 1}: wall {res['wall']:.1f} s, loop "
+                    f"{label(config)}, run {r + 1}: wall {res['wall']:.1f} s, loop "
                     f"{res['loop']:.1f} s, {res['inputs_per_s']:.3f} inputs/s, "
                     f"{res['slices_per_s']:.2f} slices/s",
                     flush=True,
@@ -151,16 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out)
     load_after = os.getloadavg()
 
-    base = statistics.median(r["inputs_per_s"] for r in results[args.procs[0]])
+    base = statistics.median(r["inputs_per_s"] for r in results[args.configs[0]])
     rows = [
-        "| processes | wall s (median) | loop s | inputs/s | slices/s | speed-up (inputs/s) |",
+        "| configuration | wall s (median) | loop s | inputs/s | slices/s | speed-up (inputs/s) |",
         "|---|---|---|---|---|---|",
     ]
-    for procs in args.procs:
-        med = {k: statistics.median(r[k] for r in results[procs]) for k in results[procs][0]}
+    for config in args.configs:
+        runs = results[config]
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         rows.append(
-            f"| {procs} | {med['wall']:.1f} | {med['loop']:.1f} | {med['inputs_per_s']:.3f} | "
-            f"{med['slices_per_s']:.2f} | {med['inputs_per_s'] / base:.2f}x |"
+            f"| {label(config)} | {med['wall']:.1f} | {med['loop']:.1f} | "
+            f"{med['inputs_per_s']:.3f} | {med['slices_per_s']:.2f} | "
+            f"{med['inputs_per_s'] / base:.2f}x |"
         )
     table = "\n".join(rows)
     print(table)

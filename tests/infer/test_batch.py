@@ -199,8 +199,8 @@ def test_a_failed_input_is_retried_once_then_listed_and_the_others_go_on(tree, t
             output=target, input_shape=image.array.shape, output_shape=image.array.shape
         )
 
-    report = run_batch(items, process, out=tmp_path / "out", settings="copy")
-    assert calls == {"a.png": 2, "b.png": 1, "broken.png": 2}
+    report = run_batch([*items, items[1]], process, out=tmp_path / "out", settings="copy")
+    assert calls == {"a.png": 2, "b.png": 1, "broken.png": 2}  # b.png given twice, done once
     assert report.ok == 2 and report.failed == 1 and report.total == 3
     assert [path for path, _ in report.failures] == [str(tree / "xray" / "broken.png")]
     rows = {Path(r["input"]).name: r for r in rows_of(tmp_path / "out" / "manifest.csv")}
@@ -255,6 +255,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a killed subprocess, a resumed run and a reference run: about 10 s
 @pytest.mark.parametrize("where", ["mid-input", "before-row"])
 def test_a_killed_run_resumes_with_no_duplicate_or_missing_rows(tree, tmp_path, capsys, where):
     out, reference = tmp_path / "out", tmp_path / "reference"
@@ -287,6 +288,7 @@ def test_a_killed_run_resumes_with_no_duplicate_or_missing_rows(tree, tmp_path, 
 
 
 # -- torchrun ------------------------------------------------------------------------------------
+@pytest.mark.slow  # torchrun starts two fresh interpreters: about 12 s
 def test_two_gloo_processes_under_torchrun_match_one_process(tree, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     common = [str(tree), "--model", "bilinear", "--device", "cpu"]

@@ -37,6 +37,7 @@ from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 from medsr.io.write import SUFFIXES
 
 if TYPE_CHECKING:
+    from medsr.infer.batch import BatchItem, ItemResult
     from medsr.infer.model_source import SRModel
     from medsr.infer.upscale import UpscaleResult
 
@@ -476,7 +477,7 @@ def batch_mode(args: argparse.Namespace) -> bool:
     return False
 
 
-def _batch_items(args: argparse.Namespace, skipped: list[str]) -> list:
+def _batch_items(args: argparse.Namespace, skipped: list[str]) -> list[BatchItem]:
     from medsr.infer.batch import BatchItem, common_root, read_list_file
 
     jobs, skip = discover(args.inputs) if args.inputs else ([], [])
@@ -513,7 +514,6 @@ def run_batch_command(args: argparse.Namespace) -> int:
     import secrets
 
     from medsr.infer.batch import DIST_TIMEOUT, ItemResult, has_previous_run, run_batch
-    from medsr.infer.batch import _broadcast as broadcast
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
     from medsr.io.deidentify import DeidentificationState
@@ -547,13 +547,13 @@ def run_batch_command(args: argparse.Namespace) -> int:
         keyed = state is not None and state.keyed
         if state is not None and not keyed:
             # one random key for all the processes of this run (a resumed run needs --deid-key)
-            key = broadcast(secrets.token_bytes(32) if info.is_main else None, info)
+            key = ddp.broadcast_object(secrets.token_bytes(32) if info.is_main else None, info)
             state = DeidentificationState(key=key)
         prefix = f"[rank {info.rank}] " if info.distributed else ""
         if info.is_main:
             print(f"model: {_describe_model(model)}; {runner.description}")
 
-        def items() -> list:
+        def items() -> list[BatchItem]:
             resuming = not args.overwrite and has_previous_run(out, args.manifest)
             if state is not None and not keyed and resuming:
                 raise ConfigError(
@@ -566,7 +566,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
                 print(f"skipped {path} (not an image)")
             return found
 
-        def process(item, staging: Path) -> ItemResult:
+        def process(item: BatchItem, staging: Path) -> ItemResult:
             job = Job(item.path, item.stem, item.series_uid)
             o = _process(job, model, rank_args, staging, False, state, None, set())
             if o.error is not None or o.image is None or o.result is None:
@@ -587,7 +587,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             if info.is_main and skipped:
                 print(f"resuming: {skipped} input(s) already done, {pending} to do")
 
-        def on_result(item, row: dict[str, str], result) -> None:
+        def on_result(item: BatchItem, row: dict[str, str], result: ItemResult | None) -> None:
             if row["status"] == "ok":
                 fidelity = _fidelity(float(row["fidelity_psnr"] or "nan"))
                 print(

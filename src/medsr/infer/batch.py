@@ -33,12 +33,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsr.errors import ConfigError, MedsrError, WriteError
+
+if TYPE_CHECKING:
+    from medsr.train.ddp import DistInfo
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -48,6 +51,7 @@ __all__ = [
     "ItemResult",
     "RankStats",
     "common_root",
+    "has_previous_run",
     "read_list_file",
     "read_manifest",
     "run_batch",
@@ -236,7 +240,7 @@ def _row(item: BatchItem, result: ItemResult | None, **extra: Any) -> dict[str, 
     if r.output is not None:
         output = str(r.output)
     row = {
-        "input": item.key.split("#", 1)[0],
+        "input": os.path.abspath(item.path),
         "series_uid": item.series_uid or "",
         "output": output,
         "input_shape": _fmt_tuple(r.input_shape),
@@ -345,27 +349,6 @@ def _promote(staged: Path, target: Path) -> None:
     os.replace(staged, target)
 
 
-# -- distributed helpers (the process group itself comes from medsr.train.ddp) -----------------
-def _broadcast(value: Any, info: Any) -> Any:
-    if not info.distributed:
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(value: Any, info: Any) -> list[Any]:
-    if not info.distributed:
-        return [value]
-    import torch.distributed as dist
-
-    boxes: list[Any] = [None] * info.world_size
-    dist.all_gather_object(boxes, value)
-    return boxes
-
-
 # -- the run -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Plan:
@@ -397,12 +380,11 @@ def _plan(
             part.unlink()
         manifest.unlink(missing_ok=True)
         parts = []
-    keys = [item.key for item in items]
-    duplicates = (
-        sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
-    )
-    if duplicates:
-        raise ConfigError(f"inputs given twice: {', '.join(duplicates[:5])}")
+    unique: dict[str, BatchItem] = {}
+    for item in items:
+        if item.key in unique:
+            logger.warning("%s is given twice; it is done once", item.key)
+        unique.setdefault(item.key, item)
     done: dict[str, dict[str, str]] = {}
     for path in [manifest, *parts]:
         for row in read_manifest(path):
@@ -417,8 +399,9 @@ def _plan(
                 )
             done[_row_key(row)] = row
     pending, skipped = [], 0
-    for item in sorted(items, key=lambda i: i.key):
-        row = done.get(item.key)
+    for key in sorted(unique):
+        item = unique[key]
+        row = done.get(key)
         if row is not None and _exists(out / row["output"]):
             skipped += 1
         else:
@@ -429,7 +412,7 @@ def _plan(
         skipped=skipped,
         run_id=run_id,
         replace=overwrite or not fresh,
-        total=len(items),
+        total=len(unique),
     )
 
 
@@ -447,7 +430,7 @@ def run_batch(
     out: str | Path,
     settings: str,
     manifest: str | Path | None = None,
-    dist_info: Any = None,
+    dist_info: DistInfo | None = None,
     retries: int = 1,
     overwrite: bool = False,
     on_result: Callable[[BatchItem, dict[str, str], ItemResult | None], None] | None = None,
@@ -474,7 +457,7 @@ def run_batch(
     a leftover of a killed run) or with ``overwrite``; in a fresh run it is an error for
     that input, so a first run never silently replaces files it did not make.
     """
-    from medsr.train.ddp import DistInfo, barrier
+    from medsr.train.ddp import DistInfo, barrier, broadcast_object, gather_objects
 
     info = dist_info if dist_info is not None else DistInfo()
     out = Path(out)
@@ -485,7 +468,7 @@ def run_batch(
             plan = _plan(items, out, manifest_path, settings, overwrite)
         except MedsrError as error:
             plan = _Plan([], 0, "", error=str(error))
-    plan = _broadcast(plan, info)
+    plan = broadcast_object(plan, info)
     assert plan is not None
     if plan.error is not None:
         raise ConfigError(plan.error)
@@ -521,7 +504,7 @@ def run_batch(
                             out / relative, "already exists (pass --overwrite to replace it)"
                         )
                     _promote(result.output, out / relative)
-                    result = _replace_output(result, relative)
+                    result = replace(result, output=relative)
         except MedsrError as exc:
             error = str(exc)
         except Exception as exc:  # a bug or a broken file: recorded, the others go on
@@ -531,7 +514,9 @@ def run_batch(
             shutil.rmtree(staging, ignore_errors=True)
         return result, error, time.perf_counter() - t0
 
-    def record(item: BatchItem, result, error, seconds: float, attempts: int) -> None:
+    def record(
+        item: BatchItem, result: ItemResult | None, error: str | None, seconds: float, attempts: int
+    ) -> None:
         nonlocal ok, failed, slices
         status = "ok" if error is None else "failed"
         row = _row(
@@ -577,7 +562,7 @@ def run_batch(
     seconds = time.perf_counter() - start
 
     stats = RankStats(rank=info.rank, ok=ok, failed=failed, slices=slices, seconds=seconds)
-    gathered = _gather((stats, failures), info)
+    gathered = gather_objects((stats, failures), info)
     all_stats = [g[0] for g in gathered]
     all_failures = sorted(f for g in gathered for f in g[1])
     if info.is_main:
@@ -595,15 +580,7 @@ def run_batch(
     )
 
 
-def _replace_output(result: ItemResult, relative: Path) -> ItemResult:
-    from dataclasses import replace
-
-    return replace(result, output=relative)
-
-
 def _failed(result: ItemResult | None) -> ItemResult | None:
-    from dataclasses import replace
-
     return None if result is None else replace(result, output=None)
 
 
