@@ -179,6 +179,17 @@ def test_a_list_file_mirrors_below_the_common_folder(tree, tmp_path, capsys):
     assert len(rows_of(out / "manifest.csv")) == 3
 
 
+def test_deidentified_runs_resume_only_with_a_key(tree, tmp_path, capsys):
+    out, manifest = tmp_path / "out", tmp_path / "results" / "run.csv"
+    args = ["upscale", str(tree / "xray"), "-o", str(out), "--manifest", str(manifest)]
+    assert main([*args, "--deidentify", "--model", "nearest"]) == 0
+    assert len(rows_of(manifest)) == 2 and not (out / "manifest.csv").exists()
+    assert main([*args, "--deidentify", "--model", "nearest"]) == 2
+    assert "needs the same --deid-key" in capsys.readouterr().err
+    assert main([*args, "--manifest", str(tmp_path / "run.parquet")]) == 2
+    assert "give a .csv path" in capsys.readouterr().err
+
+
 # -- failures and retries ------------------------------------------------------------------------
 def test_a_failed_input_is_retried_once_then_listed_and_the_others_go_on(tree, tmp_path):
     items = [

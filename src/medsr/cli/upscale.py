@@ -519,8 +519,6 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from medsr.io.deidentify import DeidentificationState
     from medsr.train import ddp
 
-    if args.retries < 0:
-        raise ConfigError(f"--retries {args.retries}: give 0 or more")
     out = Path(args.output)
     info = ddp.setup(args.device, timeout=DIST_TIMEOUT)
     try:

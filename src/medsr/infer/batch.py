@@ -462,6 +462,13 @@ def run_batch(
     info = dist_info if dist_info is not None else DistInfo()
     out = Path(out)
     manifest_path = Path(manifest) if manifest is not None else out / "manifest.csv"
+    if manifest_path.suffix.lower() != ".csv":
+        raise ConfigError(
+            f"manifest {manifest_path}: give a .csv path (a .parquet copy is written beside it "
+            "when pyarrow is installed)"
+        )
+    if retries < 0:
+        raise ConfigError(f"retries {retries}: give 0 or more")
     plan: _Plan | None = None
     if info.is_main:
         try:
