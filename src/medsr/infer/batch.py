@@ -187,8 +187,9 @@ class BatchReport:
             f"over {self.seconds:.1f} s with {len(self.ranks)} process(es)"
         ]
         for r in self.ranks:
+            n = r.ok + r.failed
             out.append(
-                f"  rank {r.rank}: {r.ok + r.failed} inputs ({r.failed} failed), "
+                f"  rank {r.rank}: {n} input{'' if n == 1 else 's'} ({r.failed} failed), "
                 f"{r.slices} slices in {r.seconds:.1f} s: {r.inputs_per_s:.2f} inputs/s, "
                 f"{r.slices_per_s:.2f} slices/s"
             )
