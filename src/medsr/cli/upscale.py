@@ -5,7 +5,8 @@ its own format (a DICOM series as a derived series, NIfTI with a rescaled affine
 the source bit depth) under OUT. A folder that holds DICOM files directly is one series (one
 input per series when it holds several); any other folder is searched recursively and its
 tree is mirrored under OUT. A failed input is reported and the others still run; the exit
-status is 1 if any failed.
+status is 1 if any failed. A folder tree, a ``--list`` file or a ``torchrun`` launch runs in
+batch mode (:mod:`medsr.infer.batch`: sharded, resumable, with a manifest; docs/batch.md).
 """
 
 from __future__ import annotations
