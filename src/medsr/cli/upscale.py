@@ -5,7 +5,8 @@ its own format (a DICOM series as a derived series, NIfTI with a rescaled affine
 the source bit depth) under OUT. A folder that holds DICOM files directly is one series (one
 input per series when it holds several); any other folder is searched recursively and its
 tree is mirrored under OUT. A failed input is reported and the others still run; the exit
-status is 1 if any failed.
+status is 1 if any failed. A folder tree, a ``--list`` file or a ``torchrun`` launch runs in
+batch mode (:mod:`medsr.infer.batch`: sharded, resumable, with a manifest; docs/batch.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 from medsr.io.write import SUFFIXES
 
 if TYPE_CHECKING:
+    from medsr.infer.batch import BatchItem, ItemResult
     from medsr.infer.model_source import SRModel
     from medsr.infer.upscale import UpscaleResult
 
@@ -70,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             f"{DEFAULT_MODEL} was the best interpolation on the bundled samples)."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders")
     p.add_argument(
         "-o",
         "--output",
@@ -142,6 +145,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     add_deidentify_arguments(p)
+    add_batch_arguments(p)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -281,6 +285,10 @@ def _describe_model(model: SRModel) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if batch_mode(args):
+        return run_batch_command(args)
+    if not args.inputs:
+        raise ConfigError("no INPUT given (or --list FILE)")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -433,3 +441,186 @@ def _print_table(outcomes: list[Outcome], model: SRModel) -> None:
         else:
             table.add_row(o.job.label, "", "", "", f"{o.seconds:.1f} s", "", "FAILED")
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+# -- batch mode: folder trees, list files, torchrun (docs/batch.md) ------------------------------
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "batch mode",
+        "used for a folder tree, a --list file or under torchrun: inputs sharded over the "
+        "processes, outputs written atomically, a manifest of results, re-runs resume",
+    )
+    g.add_argument(
+        "--list",
+        metavar="FILE",
+        help="a text file of inputs, one a line (# comments; relative to the file's folder); "
+        "outputs mirror the inputs' tree below their common folder",
+    )
+    g.add_argument("--manifest", metavar="CSV", help="results manifest (default OUT/manifest.csv)")
+    g.add_argument(
+        "--retries", type=int, default=1, help="extra attempts of a failed input (default 1)"
+    )
+
+
+def batch_mode(args: argparse.Namespace) -> bool:
+    """Folder trees (not a single series folder), list files and torchrun runs go to
+    :mod:`medsr.infer.batch`."""
+    import os
+
+    if getattr(args, "list", None) or getattr(args, "manifest", None):
+        return True
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        return True
+    for text in args.inputs:
+        path = Path(text)
+        if path.is_dir() and not any(p.is_file() and _is_dicom_file(p) for p in path.iterdir()):
+            return True
+    return False
+
+
+def _batch_items(args: argparse.Namespace, skipped: list[str]) -> list[BatchItem]:
+    from medsr.infer.batch import BatchItem, common_root, read_list_file
+
+    jobs, skip = discover(args.inputs) if args.inputs else ([], [])
+    skipped.extend(skip)
+    if args.list:
+        entries = read_list_file(args.list)
+        root = common_root(entries)
+        for entry in entries:
+            tree = entry.is_dir() and not any(
+                p.is_file() and _is_dicom_file(p) for p in entry.iterdir()
+            )
+            base = entry if tree else entry.parent
+            prefix = Path(os.path.relpath(os.path.abspath(base), root))
+            found, skip = discover([str(entry)])
+            skipped.extend(skip)
+            jobs.extend(Job(j.path, prefix / j.stem, j.series_uid) for j in found)
+    if not jobs:
+        raise ConfigError(f"no image inputs found in {', '.join(args.inputs) or args.list}")
+    return [BatchItem(j.path, j.stem, j.series_uid) for j in jobs]
+
+
+def _settings(args: argparse.Namespace, model: SRModel) -> str:
+    """What changes the outputs: a resumed run must use the same."""
+    return (
+        f"{model.name} x{model.scale}; axis {args.axis}; format {args.format or 'auto'}; "
+        f"tile {args.tile}; overlap {args.overlap}; {args.precision}"
+        + ("; self-ensemble" if args.self_ensemble else "")
+        + ("; deidentified" if getattr(args, "deidentify", False) else "")
+    )
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    import copy
+    import secrets
+
+    from medsr.infer.batch import DIST_TIMEOUT, ItemResult, has_previous_run, run_batch
+    from medsr.infer.model_source import load_model
+    from medsr.infer.runtime import get_runner
+    from medsr.io.deidentify import DeidentificationState
+    from medsr.train import ddp
+
+    out = Path(args.output)
+    info = ddp.setup(args.device, timeout=DIST_TIMEOUT)
+    try:
+        rank_args = copy.copy(args)
+        rank_args.device = str(info.device)
+        if args.threads is None and info.distributed and info.device.type == "cpu":
+            # torchrun sets OMP_NUM_THREADS=1; the cores are better shared out between the
+            # processes of this node
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            local = int(os.environ.get("LOCAL_WORLD_SIZE") or info.world_size)
+            rank_args.threads = max(1, (cores or os.cpu_count() or 1) // local)
+        model = load_model(args.model, scale=args.scale)
+        runner = get_runner(
+            model,
+            engine=args.engine,
+            device=rank_args.device,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            threads=rank_args.threads,
+            self_ensemble=args.self_ensemble,
+        )
+        state = deidentification_state(args)
+        keyed = state is not None and state.keyed
+        if state is not None and not keyed:
+            # one random key for all the processes of this run (a resumed run needs --deid-key)
+            key = ddp.broadcast_object(secrets.token_bytes(32) if info.is_main else None, info)
+            state = DeidentificationState(key=key)
+        prefix = f"[rank {info.rank}] " if info.distributed else ""
+        if info.is_main:
+            print(f"model: {_describe_model(model)}; {runner.description}")
+
+        def items() -> list[BatchItem]:
+            resuming = not args.overwrite and has_previous_run(out, args.manifest)
+            if state is not None and not keyed and resuming:
+                raise ConfigError(
+                    "resuming a --deidentify run needs the same --deid-key as the first "
+                    "run (else UIDs would differ between the runs); or pass --overwrite"
+                )
+            skipped: list[str] = []
+            found = _batch_items(args, skipped)
+            for path in skipped:
+                print(f"skipped {path} (not an image)")
+            return found
+
+        def process(item: BatchItem, staging: Path) -> ItemResult:
+            job = Job(item.path, item.stem, item.series_uid)
+            o = _process(job, model, rank_args, staging, False, state, None, set())
+            if o.error is not None or o.image is None or o.result is None:
+                return ItemResult(error=o.error or "no result")
+            image, sr = o.image, o.result.image
+            return ItemResult(
+                output=o.output,
+                input_shape=tuple(image.array.shape),
+                output_shape=tuple(sr.array.shape),
+                input_spacing=tuple(image.spacing),
+                output_spacing=tuple(sr.spacing),
+                slices=int(image.array.shape[0]) if image.is_volume else 1,
+                model=f"{model.name} x{model.scale}",
+                fidelity_psnr=o.result.fidelity_psnr,
+            )
+
+        def on_plan(pending: int, skipped: int) -> None:
+            if info.is_main and skipped:
+                print(f"resuming: {skipped} input(s) already done, {pending} to do")
+
+        def on_result(item: BatchItem, row: dict[str, str], result: ItemResult | None) -> None:
+            if row["status"] == "ok":
+                fidelity = _fidelity(float(row["fidelity_psnr"] or "nan"))
+                print(
+                    f"{prefix}ok {item.path} -> {out / row['output']}: {row['input_shape']} -> "
+                    f"{row['output_shape']}, {row['seconds']} s, fidelity {fidelity}"
+                )
+            else:
+                print(f"{prefix}FAILED {item.path}: {row['error']}", file=sys.stderr)
+
+        report = run_batch(
+            items,
+            process,
+            out=out,
+            settings=_settings(args, model),
+            manifest=args.manifest,
+            dist_info=info,
+            retries=args.retries,
+            overwrite=args.overwrite,
+            on_result=on_result,
+            on_plan=on_plan,
+        )
+    finally:
+        ddp.teardown(info)
+    if info.is_main:
+        print(
+            f"{report.ok} of {report.processed} inputs upscaled"
+            + (f", {report.failed} failed" if report.failed else "")
+            + (f"; {report.skipped} already done" if report.skipped else "")
+        )
+        if report.failures:
+            print(f"failed inputs (after {args.retries} retry/retries):", file=sys.stderr)
+            for path, error in report.failures:
+                print(f"  {path}: {error}", file=sys.stderr)
+        for line in report.lines():
+            print(line)
+        print(f"manifest: {report.manifest}")
+    return 1 if report.failed else 0

@@ -18,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,17 @@ from torch import nn
 
 from medsr.errors import ConfigError
 
-__all__ = ["DistInfo", "any_true", "barrier", "mean_value", "setup", "teardown", "wrap"]
+__all__ = [
+    "DistInfo",
+    "any_true",
+    "barrier",
+    "broadcast_object",
+    "gather_objects",
+    "mean_value",
+    "setup",
+    "teardown",
+    "wrap",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +87,11 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def setup(device: str = "auto") -> DistInfo:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+def setup(device: str = "auto", *, timeout: timedelta = timedelta(minutes=30)) -> DistInfo:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    ``timeout``: how long a collective waits for the slowest rank (batch inference waits
+    longer: ranks finish their shards at different times)."""
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
@@ -89,9 +103,7 @@ def setup(device: str = "auto") -> DistInfo:
     if not dist.is_initialized():
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
-        dist.init_process_group(
-            backend=backend, rank=rank, world_size=world, timeout=timedelta(minutes=30)
-        )
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timeout)
         owns = True
     logger.info("rank %d of %d on %s (%s)", rank, world, resolved, backend)
     return DistInfo(
@@ -140,3 +152,21 @@ def mean_value(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone().float()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / info.world_size
+
+
+def broadcast_object(value: Any, info: DistInfo) -> Any:
+    """Rank 0's ``value`` (any picklable object) on every rank."""
+    if not info.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not info.distributed:
+        return [value]
+    boxes: list[Any] = [None] * info.world_size
+    dist.all_gather_object(boxes, value)
+    return boxes
