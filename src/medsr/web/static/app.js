@@ -1,0 +1,508 @@
+// medsr upload and comparison page. Plain JavaScript, no build step, no external code.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const VIEW_LABELS = { lr: "LR (input)", bicubic: "bicubic", sr: "SR" };
+
+const state = {
+  info: null,
+  job: null,
+  slice: 0,
+  window: [0, 1],
+  cache: new Map(), // "view/slice" -> {shape, data}
+  canvases: new Map(), // view -> offscreen canvas rendered with the current window
+  zoom: 1,
+  panX: 0,
+  panY: 0,
+  split: 0.5,
+  mode: "split",
+  left: "bicubic",
+  right: "sr",
+};
+
+// ----------------------------------------------------------------- errors and API
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function detailOf(body, status) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && Array.isArray(body.detail)) {
+    return body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  }
+  return `the server answered ${status}`;
+}
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = new Error(detailOf(body, response.status));
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+// ----------------------------------------------------------------- setup
+async function init() {
+  try {
+    state.info = await api("/api/info");
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  const info = state.info;
+  const model = $("model");
+  for (const m of info.models) {
+    const option = new Option(m.name + (m.trained ? " (trained)" : " (interpolation)"), m.name);
+    model.add(option);
+  }
+  model.value = info.default_model;
+  model.addEventListener("change", fillScales);
+  fillScales();
+  $("accepted").textContent =
+    "Accepted: " + Object.values(info.upload_kinds).join(", ") +
+    `. At most ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MiB and ` +
+    `${(info.max_pixels / 2 ** 20).toFixed(0)} Mpixels.`;
+  $("privacy").textContent =
+    (info.deidentify
+      ? "DICOM uploads are de-identified on arrival (PS3.15 Basic Profile). "
+      : "DICOM uploads are NOT de-identified by this server. ") +
+    `Results are deleted after ${info.retention_hours} h.`;
+  $("study-link").hidden = !info.study;
+  for (const id of ["left-view", "right-view"]) {
+    for (const [value, label] of Object.entries(VIEW_LABELS)) $(id).add(new Option(label, value));
+  }
+  $("left-view").value = state.left;
+  $("right-view").value = state.right;
+  $("upload-form").addEventListener("submit", upload);
+  setupViewer();
+  const match = /job=([0-9a-f]{16})/.exec(location.hash);
+  if (match) follow(match[1]);
+}
+
+function fillScales() {
+  const m = state.info.models.find((x) => x.name === $("model").value);
+  const scale = $("scale");
+  scale.innerHTML = "";
+  for (const s of m.scales) scale.add(new Option("x" + s, String(s)));
+}
+
+// ----------------------------------------------------------------- upload and progress
+async function upload(event) {
+  event.preventDefault();
+  showError("");
+  const file = $("file").files[0];
+  if (!file) {
+    showError("choose a file first");
+    return;
+  }
+  if (file.size > state.info.max_upload_bytes) {
+    showError(`the file is larger than the limit of ${state.info.max_upload_bytes} bytes`);
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("model", $("model").value);
+  form.append("scale", $("scale").value);
+  $("submit").disabled = true;
+  $("progress-box").hidden = false;
+  $("stage").textContent = "uploading…";
+  $("progress").removeAttribute("value");
+  try {
+    const job = await api("/api/jobs", { method: "POST", body: form });
+    location.hash = "job=" + job.id;
+    await follow(job.id);
+  } catch (e) {
+    $("progress-box").hidden = true;
+    showError(e.message);
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+async function follow(id) {
+  $("progress-box").hidden = false;
+  $("viewer-panel").hidden = true;
+  for (;;) {
+    let job;
+    try {
+      job = await api("/api/jobs/" + id);
+    } catch (e) {
+      $("progress-box").hidden = true;
+      showError(e.message);
+      return;
+    }
+    const bar = $("progress");
+    if (job.progress_total > 0) {
+      bar.max = job.progress_total;
+      bar.value = job.progress_done;
+    } else {
+      bar.removeAttribute("value");
+    }
+    let text = job.stage;
+    if (job.status === "queued" && job.queue_position > 0) {
+      text += ` (${job.queue_position} job(s) ahead)`;
+    }
+    if (job.progress_total > 0 && job.status === "running") {
+      text += ` — ${job.progress_done}/${job.progress_total} tiles`;
+    }
+    $("stage").textContent = text;
+    if (job.status === "failed") {
+      $("progress-box").hidden = true;
+      showError("The job failed: " + job.error);
+      return;
+    }
+    if (job.status === "done") {
+      $("progress-box").hidden = true;
+      await showJob(job);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+// ----------------------------------------------------------------- the viewer
+async function showJob(job) {
+  state.job = job;
+  state.cache.clear();
+  state.slice = Math.floor(job.slices / 2);
+  state.window = job.window.slice();
+  $("preset").value = "auto";
+  const slider = $("slice");
+  slider.max = String(job.slices - 1);
+  slider.value = String(state.slice);
+  $("slice-bar").hidden = job.slices <= 1;
+  $("sr-caption").textContent = `SR (${job.model} x${job.scale})`;
+  $("viewer-panel").hidden = false;
+  $("download-native").href = job.downloads.native;
+  const fidelity = job.fidelity_psnr === null ? "∞" : job.fidelity_psnr.toFixed(1);
+  $("facts").textContent =
+    `${job.modality} · input ${job.input_shape.join("×")} (${job.input_spacing.join("×")} mm)` +
+    ` → output ${job.output_shape.join("×")} (${job.output_spacing.join("×")} mm)` +
+    ` · ${job.model} x${job.scale} in ${job.seconds.toFixed(1)} s` +
+    ` · fidelity ${fidelity} dB` +
+    (job.deidentified ? " · de-identified on arrival" : "");
+  syncWindowInputs();
+  await loadSlice();
+  fit();
+  $("viewer").dataset.ready = "1";
+}
+
+async function fetchView(view, slice) {
+  const key = `${view}/${slice}`;
+  if (state.cache.has(key)) return state.cache.get(key);
+  const response = await fetch(`/api/jobs/${state.job.id}/views/${view}/${slice}`);
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    throw new Error(detailOf(body, response.status));
+  }
+  const shape = response.headers.get("X-Shape").split(",").map(Number);
+  const data = new Float32Array(await response.arrayBuffer());
+  const entry = { shape, data };
+  state.cache.set(key, entry);
+  if (state.cache.size > 60) state.cache.delete(state.cache.keys().next().value);
+  return entry;
+}
+
+async function loadSlice() {
+  try {
+    const entries = await Promise.all(Object.keys(VIEW_LABELS).map((v) => fetchView(v, state.slice)));
+    Object.keys(VIEW_LABELS).forEach((v, k) => state.canvases.set(v, { entry: entries[k] }));
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  $("slice-label").textContent = `${state.slice + 1} / ${state.job.slices}`;
+  renderAll();
+}
+
+function renderPixels(view) {
+  const holder = state.canvases.get(view);
+  const { shape, data } = holder.entry;
+  const [h, w] = shape;
+  const color = shape.length === 3;
+  const canvas = holder.canvas || document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(w, h);
+  const out = image.data;
+  const [low, high] = state.window;
+  const k = 255 / Math.max(high - low, 1e-12);
+  const n = w * h;
+  for (let i = 0; i < n; i++) {
+    if (color) {
+      for (let c = 0; c < 3; c++) {
+        const v = (data[3 * i + c] - low) * k;
+        out[4 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+    } else {
+      let v = (data[i] - low) * k;
+      v = v < 0 ? 0 : v > 255 ? 255 : v;
+      out[4 * i] = out[4 * i + 1] = out[4 * i + 2] = v;
+    }
+    out[4 * i + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+  holder.canvas = canvas;
+}
+
+function outputSize() {
+  const sr = state.canvases.get("sr").entry.shape;
+  return [sr[1], sr[0]]; // width, height in SR pixels: the common image space
+}
+
+function drawView(ctx, view, width, height) {
+  const [w, h] = outputSize();
+  ctx.save();
+  ctx.setTransform(state.zoom, 0, 0, state.zoom, state.panX, state.panY);
+  // LR pixels shown as blocks, so that the input's real resolution is visible.
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(state.canvases.get(view).canvas, 0, 0, w, h);
+  ctx.restore();
+}
+
+function sizeCanvas(canvas) {
+  const rect = canvas.getBoundingClientRect();
+  const width = Math.max(1, Math.round(rect.width));
+  const height = Math.max(1, Math.round(rect.height));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  return [width, height];
+}
+
+function renderAll() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  for (const view of Object.keys(VIEW_LABELS)) renderPixels(view);
+  draw();
+}
+
+function draw() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  if (state.mode === "split") {
+    const canvas = $("split-canvas");
+    const [width, height] = sizeCanvas(canvas);
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, width, height);
+    const x = Math.round(state.split * width);
+    drawView(ctx, state.left, width, height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(x, 0, width - x, height);
+    ctx.clip();
+    ctx.fillRect(x, 0, width - x, height);
+    drawView(ctx, state.right, width, height);
+    ctx.restore();
+    $("divider").style.left = `${x}px`;
+    $("tag-left").textContent = VIEW_LABELS[state.left];
+    $("tag-right").textContent =
+      state.right === "sr" ? `SR (${state.job.model} x${state.job.scale})` : VIEW_LABELS[state.right];
+  } else {
+    for (const canvas of document.querySelectorAll("#side-view canvas")) {
+      const [width, height] = sizeCanvas(canvas);
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, width, height);
+      drawView(ctx, canvas.dataset.view, width, height);
+    }
+  }
+  const viewer = $("viewer");
+  viewer.dataset.zoom = state.zoom.toFixed(4);
+  viewer.dataset.split = state.split.toFixed(3);
+  viewer.dataset.slice = String(state.slice);
+  viewer.dataset.window = state.window.map((v) => v.toFixed(2)).join(",");
+}
+
+function activeCanvas() {
+  return state.mode === "split" ? $("split-canvas") : document.querySelector("#side-view canvas");
+}
+
+function fit() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  const canvas = activeCanvas();
+  const [width, height] = sizeCanvas(canvas);
+  const [w, h] = outputSize();
+  state.zoom = Math.min(width / w, height / h);
+  state.panX = (width - w * state.zoom) / 2;
+  state.panY = (height - h * state.zoom) / 2;
+  draw();
+}
+
+// ----------------------------------------------------------------- window / level
+function syncWindowInputs() {
+  const [low, high] = state.window;
+  $("wl-center").value = ((low + high) / 2).toFixed(1);
+  $("wl-width").value = (high - low).toFixed(1);
+}
+
+function setWindow(low, high) {
+  if (!(high > low)) return;
+  state.window = [low, high];
+  syncWindowInputs();
+  renderAll();
+}
+
+function applyPreset() {
+  const value = $("preset").value;
+  const job = state.job;
+  if (!job) return;
+  if (value === "auto") setWindow(job.window[0], job.window[1]);
+  else if (value === "full") setWindow(job.value_range[0], job.value_range[1] + 1e-6);
+  else {
+    const [c, w] = value.split(",").map(Number);
+    setWindow(c - w / 2, c + w / 2);
+  }
+}
+
+// ----------------------------------------------------------------- interaction
+function setupViewer() {
+  $("mode").addEventListener("change", () => {
+    state.mode = $("mode").value;
+    $("split-view").hidden = state.mode !== "split";
+    $("side-view").hidden = state.mode === "split";
+    for (const el of document.querySelectorAll(".split-only")) el.hidden = state.mode !== "split";
+    fit();
+  });
+  $("left-view").addEventListener("change", () => {
+    state.left = $("left-view").value;
+    draw();
+  });
+  $("right-view").addEventListener("change", () => {
+    state.right = $("right-view").value;
+    draw();
+  });
+  $("preset").addEventListener("change", applyPreset);
+  const fromInputs = () => {
+    const c = Number($("wl-center").value);
+    const w = Number($("wl-width").value);
+    if (Number.isFinite(c) && w > 0) setWindow(c - w / 2, c + w / 2);
+  };
+  $("wl-center").addEventListener("change", fromInputs);
+  $("wl-width").addEventListener("change", fromInputs);
+  $("reset-view").addEventListener("click", fit);
+  $("slice").addEventListener("input", () => {
+    state.slice = Number($("slice").value);
+    loadSlice();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (!state.job || state.job.slices <= 1 || event.target.tagName === "INPUT") return;
+    const step = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    const next = Math.min(state.job.slices - 1, Math.max(0, state.slice + step));
+    if (next !== state.slice) {
+      state.slice = next;
+      $("slice").value = String(next);
+      loadSlice();
+    }
+    event.preventDefault();
+  });
+  for (const canvas of [$("split-canvas"), ...document.querySelectorAll("#side-view canvas")]) {
+    attachPanZoom(canvas);
+  }
+  attachDivider();
+  window.addEventListener("resize", () => draw());
+  $("download-png").addEventListener("click", (event) => {
+    if (!state.job) return;
+    const [low, high] = state.window;
+    const view = state.mode === "split" ? state.right : "sr";
+    event.currentTarget.href =
+      `/api/jobs/${state.job.id}/png?view=${view}&index=${state.slice}&low=${low}&high=${high}`;
+  });
+}
+
+function attachPanZoom(canvas) {
+  let drag = null;
+  canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+  canvas.addEventListener("wheel", (event) => {
+    if (!state.job) return;
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    const x = event.clientX - rect.left;
+    const y = event.clientY - rect.top;
+    const factor = Math.exp(-event.deltaY * 0.0015);
+    const zoom = Math.min(64, Math.max(0.05, state.zoom * factor));
+    // keep the image point under the cursor in place
+    state.panX = x - ((x - state.panX) * zoom) / state.zoom;
+    state.panY = y - ((y - state.panY) * zoom) / state.zoom;
+    state.zoom = zoom;
+    draw();
+  });
+  canvas.addEventListener("pointerdown", (event) => {
+    if (!state.job) return;
+    canvas.setPointerCapture(event.pointerId);
+    const level = event.button === 2 || event.shiftKey;
+    drag = { x: event.clientX, y: event.clientY, level, window: state.window.slice() };
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    const dx = event.clientX - drag.x;
+    const dy = event.clientY - drag.y;
+    if (drag.level) {
+      const [low, high] = drag.window;
+      const width0 = high - low;
+      const centre = (low + high) / 2 + (dy * width0) / 256;
+      const width = Math.max(width0 * Math.exp(dx / 200), 1e-6);
+      $("preset").value = "auto";
+      setWindow(centre - width / 2, centre + width / 2);
+    } else {
+      state.panX += dx;
+      state.panY += dy;
+      drag.x = event.clientX;
+      drag.y = event.clientY;
+      draw();
+    }
+  });
+  const end = () => {
+    drag = null;
+  };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  canvas.addEventListener("dblclick", fit);
+}
+
+function attachDivider() {
+  const divider = $("divider");
+  let dragging = false;
+  divider.addEventListener("pointerdown", (event) => {
+    dragging = true;
+    divider.setPointerCapture(event.pointerId);
+    event.stopPropagation();
+  });
+  divider.addEventListener("pointermove", (event) => {
+    if (!dragging) return;
+    const rect = $("split-canvas").getBoundingClientRect();
+    state.split = Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width));
+    draw();
+  });
+  const end = () => {
+    dragging = false;
+  };
+  divider.addEventListener("pointerup", end);
+  divider.addEventListener("pointercancel", end);
+  divider.addEventListener("keydown", (event) => {
+    const step = { ArrowLeft: -0.02, ArrowRight: 0.02 }[event.key];
+    if (!step) return;
+    state.split = Math.min(1, Math.max(0, state.split + step));
+    draw();
+    event.preventDefault();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", init);
