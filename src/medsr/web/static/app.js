@@ -364,6 +364,7 @@ function applyPreset() {
   const job = state.job;
   if (!job) return;
   if (value === "auto") setWindow(job.window[0], job.window[1]);
+  else if (value === "custom") return;
   else if (value === "full") setWindow(job.value_range[0], job.value_range[1] + 1e-6);
   else {
     const [c, w] = value.split(",").map(Number);
@@ -392,7 +393,10 @@ function setupViewer() {
   const fromInputs = () => {
     const c = Number($("wl-center").value);
     const w = Number($("wl-width").value);
-    if (Number.isFinite(c) && w > 0) setWindow(c - w / 2, c + w / 2);
+    if (Number.isFinite(c) && w > 0) {
+      $("preset").value = "custom";
+      setWindow(c - w / 2, c + w / 2);
+    }
   };
   $("wl-center").addEventListener("change", fromInputs);
   $("wl-width").addEventListener("change", fromInputs);
@@ -459,7 +463,7 @@ function attachPanZoom(canvas) {
       const width0 = high - low;
       const centre = (low + high) / 2 + (dy * width0) / 256;
       const width = Math.max(width0 * Math.exp(dx / 200), 1e-6);
-      $("preset").value = "auto";
+      $("preset").value = "custom";
       setWindow(centre - width / 2, centre + width / 2);
     } else {
       state.panX += dx;
