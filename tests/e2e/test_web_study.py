@@ -63,9 +63,7 @@ def _answer_all(page, scores, *, stop_after=None):
 
 def test_two_readers_complete_a_study(browser, live_server, study_dir, tmp_path):
     folder, tokens = study_dir
-    server = live_server(
-        create_app(ServeSettings(data_dir=tmp_path / "data", study_dir=folder))
-    )
+    server = live_server(create_app(ServeSettings(data_dir=tmp_path / "data", study_dir=folder)))
 
     # reader 1: a wrong token first, then theirs; answers 2 of 4, leaves, comes back.
     context = browser.new_context(viewport={"width": 1100, "height": 1000})

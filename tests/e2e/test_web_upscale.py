@@ -10,12 +10,12 @@ import numpy as np
 import pydicom
 import pytest
 
-expect = pytest.importorskip("playwright.sync_api").expect
-
 from medsr.io import read
 from medsr.web.app import ServeSettings, create_app
 from medsr.web.limits import Limits
 from tests.e2e.conftest import screenshot
+
+expect = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.e2e
 

@@ -261,12 +261,30 @@ def test_deidentify_on_arrival_keeps_no_identifiers(make_client, ct_file, series
     assert not any((data / "jobs" / i / "upload").exists() for i in ids)  # uploads gone
 
 
-def test_without_deidentify_uploads_are_deleted_when_jobs_end(
-    client, ct_file, tmp_path, caplog
-):
+def test_without_deidentify_uploads_are_deleted_when_jobs_end(client, ct_file, tmp_path, caplog):
     caplog.set_level("DEBUG")
     job = wait(client, upload(client, "Zyxwv^Privacyprobe.dcm", ct_file.read_bytes()).json()["id"])
     folder = tmp_path / "data" / "jobs" / job["id"]
     assert not (folder / "upload").exists()
     record = (folder / "job.json").read_text()
     assert_clean(record + caplog.text + str(client.get("/api/jobs").json()))
+
+
+def test_a_trained_checkpoint_is_offered_at_its_own_scale(make_client, ct_file, tmp_path):
+    import torch
+
+    from medsr import models
+    from medsr.web.app import default_models
+
+    torch.manual_seed(0)
+    net = models.build_generator("edsr", {"scale": 3, "num_features": 8, "num_blocks": 1})
+    folder = models.save(net, tmp_path / "tiny-edsr")
+    client = make_client(models=default_models({"tiny": str(folder)}), default_model="tiny")
+    info = client.get("/api/info").json()
+    assert info["default_model"] == "tiny"
+    assert {"name": "tiny", "scales": [3], "trained": True} in info["models"]
+    r = upload(client, "ct.dcm", ct_file.read_bytes(), scale="2")
+    assert r.status_code == 422 and "tiny upscales by 3, not 2" in r.json()["detail"]
+    job = wait(client, upload(client, "ct.dcm", ct_file.read_bytes()).json()["id"])
+    assert job["status"] == "done" and job["scale"] == 3
+    assert job["output_shape"] == [384, 384] and job["model"] == "tiny"

@@ -13,8 +13,7 @@ from medsr.io import Image, read
 from medsr.web.jobs import JobManager, ModelChoice, UnknownJobError
 
 MODELS = {
-    name: ModelChoice(name=name, spec=name, scales=(2, 3, 4))
-    for name in ("nearest", "bicubic")
+    name: ModelChoice(name=name, spec=name, scales=(2, 3, 4)) for name in ("nearest", "bicubic")
 }
 
 

@@ -118,7 +118,7 @@ def test_zip_symlinks_and_encryption_are_refused(tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         info = zipfile.ZipInfo("link.dcm")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     path = tmp_path / "a.zip"
     path.write_bytes(buffer.getvalue())

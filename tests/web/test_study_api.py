@@ -17,8 +17,7 @@ TestClient = pytest.importorskip("fastapi.testclient").TestClient
 def _cases(n_cases=3, methods=("hr", "bicubic", "srgan")):
     rng = np.random.default_rng(0)
     return {
-        f"case-{c}": {m: rng.normal(100.0, 20.0, (16, 16)) for m in methods}
-        for c in range(n_cases)
+        f"case-{c}": {m: rng.normal(100.0, 20.0, (16, 16)) for m in methods} for c in range(n_cases)
     }
 
 
@@ -98,7 +97,9 @@ def test_invalid_answers_are_422(make_study, body, status, text):
     with client:
         item = client.get("/api/study/next", headers=auth(tokens["reader-1"])).json()["item"]
         r = client.post(
-            f"/api/study/items/{item['item_id']}/answer", json=body, headers=auth(tokens["reader-1"])
+            f"/api/study/items/{item['item_id']}/answer",
+            json=body,
+            headers=auth(tokens["reader-1"]),
         )
         assert r.status_code == status
         assert text in str(r.json()["detail"])
