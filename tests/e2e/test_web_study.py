@@ -122,3 +122,34 @@ def test_two_readers_complete_a_study(browser, live_server, study_dir, tmp_path)
     report = (folder / "report" / "report.md").read_text()
     assert "bicubic" in report and "hr" in report
     assert (folder / "report" / "mos.png").stat().st_size > 1000
+
+
+def test_pairwise_study_in_the_browser(browser, live_server, dicom_file, tmp_path, capsys):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(dicom_file("MR_small.dcm"), cases / "mr.dcm")
+    folder = tmp_path / "pairs"
+    args = ["study", "create", str(folder), "--cases", str(cases), "--mode", "pairwise"]
+    assert main([*args, "--methods", "hr", "lr", "lanczos", "--readers", "1"]) == 0
+    (token,) = re.findall(r"^  reader-1: (\S+)$", capsys.readouterr().out, re.M)
+    server = live_server(create_app(ServeSettings(data_dir=tmp_path / "data", study_dir=folder)))
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(server.url + "/study")
+    page.fill("#token", token)
+    page.click("#login")
+    expect(page.locator("#position")).to_have_text("Image 1 of 3")
+    expect(page.locator("#images img")).to_have_count(2)
+    assert page.locator("#rating-fields").is_hidden()
+    screenshot(page, "study-pairwise")
+    for choice in ("left", "none", "right"):
+        position = page.inner_text("#position")
+        page.check(f"input[name=choice][value={choice}]")
+        page.click("#save")
+        if choice != "right":
+            expect(page.locator("#position")).not_to_have_text(position)
+    expect(page.locator("#done-panel")).to_be_visible()
+    context.close()
+    with Study.open(folder) as study:
+        records = study.preference_records()
+    assert sorted(r.choice for r in records) == ["left", "none", "right"]

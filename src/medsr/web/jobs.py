@@ -235,7 +235,9 @@ class JobManager:
         with self._lock:
             self._records[job_id] = record
             self._save(record)
-            if image is not None:
+            # Keep the image for the worker only when it is next: queued images would
+            # add up in memory; those are read again from disk when their turn comes.
+            if image is not None and self._queue.qsize() == 0:
                 self._memory[job_id] = image
         self._queue.put(job_id)
         self.cleanup()

@@ -70,8 +70,8 @@ async function init() {
   fillScales();
   $("accepted").textContent =
     "Accepted: " + Object.values(info.upload_kinds).join(", ") +
-    `. At most ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MiB and ` +
-    `${(info.max_pixels / 2 ** 20).toFixed(0)} Mpixels.`;
+    `. At most ${formatBytes(info.max_upload_bytes)} and ` +
+    `${(info.max_pixels / 1e6).toPrecision(3)} million pixels.`;
   $("privacy").textContent =
     (info.deidentify
       ? "DICOM uploads are de-identified on arrival (PS3.15 Basic Profile). "
@@ -87,6 +87,13 @@ async function init() {
   setupViewer();
   const match = /job=([0-9a-f]{16})/.exec(location.hash);
   if (match) follow(match[1]);
+}
+
+function formatBytes(n) {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toPrecision(3)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toPrecision(3)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toPrecision(3)} KiB`;
+  return `${n} bytes`;
 }
 
 function fillScales() {
@@ -106,7 +113,7 @@ async function upload(event) {
     return;
   }
   if (file.size > state.info.max_upload_bytes) {
-    showError(`the file is larger than the limit of ${state.info.max_upload_bytes} bytes`);
+    showError(`the file is larger than the limit of ${formatBytes(state.info.max_upload_bytes)}`);
     return;
   }
   const form = new FormData();
