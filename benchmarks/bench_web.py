@@ -49,7 +49,7 @@ def _inputs() -> dict[str, tuple[str, bytes]]:
     }
 
 
-def run(repeats: int) -> list[dict]:
+def run(repeats: int, only: list[str] | None = None) -> list[dict]:
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
@@ -60,6 +60,8 @@ def run(repeats: int) -> list[dict]:
         app = create_app(ServeSettings(data_dir=Path(tmp)))
         with TestClient(app) as client:
             for label, (name, data) in _inputs().items():
+                if only and not any(label.startswith(prefix) for prefix in only):
+                    continue
                 walls, jobs, slices = [], [], []
                 for _ in range(repeats):
                     start = time.perf_counter()
@@ -117,9 +119,12 @@ def markdown(rows: list[dict], repeats: int, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--inputs", nargs="+", default=None, help="only inputs whose label starts like these"
+    )
     parser.add_argument("--append", type=Path, default=None, help="append to this Markdown file")
     args = parser.parse_args(argv)
-    rows = run(args.repeats)
+    rows = run(args.repeats, args.inputs)
     command = "python benchmarks/bench_web.py" + " ".join([""] + (argv or sys.argv[1:]))
     text = markdown(rows, args.repeats, command.strip())
     print(text)
