@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_web.py"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_bench_web_writes_a_section(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_web", SCRIPT)
     bench = importlib.util.module_from_spec(spec)

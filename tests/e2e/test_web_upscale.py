@@ -152,7 +152,7 @@ def test_rejections_are_shown_on_the_page(browser, page, live_server, tmp_path):
     expect(page.locator("#error")).to_contain_text("not a file type this app accepts")
     screenshot(page, "upscale-rejected-type")
     big = tmp_path / "big.dcm"
-    big.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 8000)
+    big.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 300_000)  # over the request cap
     page.set_input_files("#file", str(big))
     page.click("#submit")
     expect(page.locator("#error")).to_contain_text("larger than the limit")

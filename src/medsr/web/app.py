@@ -137,24 +137,33 @@ class BodySizeLimit:
             return
         received = 0
         started = False
+        too_big = False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, too_big
             event = await receive()
             if event["type"] == "http.request":
                 received += len(event.get("body", b""))
                 if received > self.max_bytes:
+                    too_big = True
                     raise BodyTooLarge
             return event
 
-        async def tracking_send(event):
+        async def guarded_send(event):
+            # The app may turn the exception into a response of its own (FastAPI answers
+            # 400 for a body it could not parse); the 413 replaces whatever it sends.
             nonlocal started
+            if too_big:
+                if not started:
+                    started = True
+                    await _send_json(send, 413, message)
+                return
             if event["type"] == "http.response.start":
                 started = True
             await send(event)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except BodyTooLarge:
             if not started:
                 await _send_json(send, 413, message)
@@ -307,6 +316,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # The multipart envelope adds a little to the file; the file itself is capped exactly
+    # while it is stored (copy_limited).
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)
     app.state.jobs = jobs
     app.state.study = study
     app.state.settings = settings
