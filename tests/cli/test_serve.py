@@ -26,7 +26,7 @@ def test_refuses_a_public_host_without_a_token(tmp_path, capsys, monkeypatch):
 def test_token_from_the_environment_and_loopback(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSR_TOKEN", "x" * 20)
     settings = settings_from_args(_args("--host", "0.0.0.0", "--data-dir", str(tmp_path)))
-    assert settings.token == "x" * 20
+    assert settings.token == "x" * 20 and settings.allowed_hosts is None
     monkeypatch.delenv("MEDSR_TOKEN")
     settings = settings_from_args(
         _args(
@@ -44,6 +44,7 @@ def test_token_from_the_environment_and_loopback(tmp_path, monkeypatch):
         )
     )
     assert settings.token is None
+    assert settings.allowed_hosts == ["127.0.0.1", "localhost", "::1", "[::1]"]
     assert settings.limits.max_upload_bytes == 2**20
     assert settings.limits.max_pixels == 2_000_000
     assert settings.retention_hours == 2 and settings.workers == 2 and settings.deidentify

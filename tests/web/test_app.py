@@ -289,3 +289,22 @@ def test_a_trained_checkpoint_is_offered_at_its_own_scale(make_client, ct_file, 
     job = wait(client, upload(client, "ct.dcm", ct_file.read_bytes()).json()["id"])
     assert job["status"] == "done" and job["scale"] == 3
     assert job["output_shape"] == [384, 384] and job["model"] == "tiny"
+
+
+def test_cross_site_posts_and_foreign_host_names_are_refused(make_client, ct_file, tmp_path):
+    client = make_client()
+    r = client.post(
+        "/api/jobs",
+        files={"file": ("ct.dcm", ct_file.read_bytes())},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    r = client.post(
+        "/api/jobs",
+        files={"file": ("ct.dcm", ct_file.read_bytes())},
+        headers={"Origin": "http://testserver"},
+    )
+    assert r.status_code == 202
+    local = make_client(data_dir=tmp_path / "d2", allowed_hosts=["127.0.0.1", "localhost"])
+    assert local.get("/api/info").status_code == 400  # Host: testserver (a rebound name)
+    assert local.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 200

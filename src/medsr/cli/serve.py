@@ -18,6 +18,7 @@ from medsr.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV_VAR = "MEDSR_TOKEN"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -142,6 +143,9 @@ def settings_from_args(args: argparse.Namespace):
         default_model=args.default_model,
         study_dir=args.study,
         threads=args.threads,
+        # Without a token the app trusts loopback only: refuse other Host names, so that
+        # a web page cannot reach it by pointing a domain of its own at 127.0.0.1.
+        allowed_hosts=None if token is not None else list(LOOPBACK_NAMES),
     )
 
 

@@ -79,7 +79,10 @@ class ServeSettings:
     """Everything ``medsr serve`` configures.
 
     ``token``: required on every request except the study pages (which use reader tokens)
-    when set; ``medsr serve`` refuses a non-loopback host without one. ``deidentify``: apply
+    when set; ``medsr serve`` refuses a non-loopback host without one. ``allowed_hosts``:
+    the Host header names accepted (None: any); ``medsr serve`` sets the loopback names
+    when it runs without a token, so that a page of another site cannot reach the app
+    through DNS rebinding. ``deidentify``: apply
     the DICOM Basic Confidentiality Profile to DICOM uploads as they arrive, before anything
     else reads them (``deid_key`` makes the UID mapping reproducible).
     """
@@ -96,6 +99,7 @@ class ServeSettings:
     default_model: str | None = None
     study_dir: Path | None = None
     threads: int | None = None
+    allowed_hosts: list[str] | None = None
 
 
 def default_models(extra: dict[str, str] | None = None) -> dict[str, ModelChoice]:
@@ -319,6 +323,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # The multipart envelope adds a little to the file; the file itself is capped exactly
     # while it is stored (copy_limited).
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)
+    if settings.allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.state.jobs = jobs
     app.state.study = study
     app.state.settings = settings
@@ -327,6 +335,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next):
         path = request.url.path
+        origin = request.headers.get("origin")
+        # A page of another site may send a form here (no preflight needed); refuse it.
+        cross_site = origin is not None and origin.split("://", 1)[-1] != request.headers.get(
+            "host", ""
+        )
+        if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site:
+            return JSONResponse(
+                {"detail": "cross-site request refused (Origin does not match Host)"},
+                status_code=403,
+            )
         open_paths = path in ("/login", "/favicon.ico") or _is_study_path(path)
         if settings.token is not None and not open_paths:
             given = request.cookies.get(COOKIE) or _bearer(request.headers.get("authorization"))
@@ -339,7 +357,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 return RedirectResponse("/login", status_code=303)
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
