@@ -1,11 +1,12 @@
 """Browser tests: a real uvicorn server in a thread and headless Debian Chromium (Playwright).
 
-They skip (with the reason) when /usr/bin/chromium or Playwright is missing. Never run
-``playwright install``: the tests use the system browser only.
+They skip (with the reason) when /usr/bin/chromium (or $MEDSR_CHROMIUM) or Playwright is
+missing. Never run ``playwright install``: the tests use the system browser only.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from tests.web.conftest import ct_file, series_zip  # noqa: F401  (shared fixtures)
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("MEDSR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

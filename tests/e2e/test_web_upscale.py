@@ -120,6 +120,8 @@ def test_series_zip_has_a_slice_slider_and_zipped_download(
     page.click("#submit")
     _wait_ready(page)
     assert page.locator("#slice-bar").is_visible()
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    assert "DICOM series 3×128×128" in page.inner_text("#jobs")
     viewer = page.locator("#viewer")
     assert viewer.get_attribute("data-slice") == "1"
     page.locator("#slice").fill("2")

@@ -71,7 +71,7 @@ class Limits:
     """
 
     max_upload_bytes: int = 512 * 2**20
-    max_pixels: int = 64 * 2**20
+    max_pixels: int = 64_000_000
     max_output_pixels: int = 256 * 2**20
     max_zip_members: int = 2000
     max_zip_bytes: int = 1024 * 2**20

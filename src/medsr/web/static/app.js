@@ -85,8 +85,48 @@ async function init() {
   $("right-view").value = state.right;
   $("upload-form").addEventListener("submit", upload);
   setupViewer();
+  window.addEventListener("hashchange", () => {
+    const m = /job=([0-9a-f]{16})/.exec(location.hash);
+    if (m && (!state.job || state.job.id !== m[1])) follow(m[1]);
+  });
   const match = /job=([0-9a-f]{16})/.exec(location.hash);
   if (match) follow(match[1]);
+  listJobs();
+}
+
+const KIND_LABELS = {
+  dicom: "DICOM",
+  "dicom-zip": "DICOM series",
+  nifti: "NIfTI",
+  png: "PNG",
+  jpeg: "JPEG",
+  tiff: "TIFF",
+};
+
+async function listJobs() {
+  let jobs;
+  try {
+    jobs = await api("/api/jobs");
+  } catch (e) {
+    return; // the list is a convenience; errors show where they matter
+  }
+  const body = document.querySelector("#jobs tbody");
+  body.innerHTML = "";
+  for (const job of jobs.slice(0, 20)) {
+    const row = body.insertRow();
+    const when = new Date(job.created_at * 1000);
+    row.insertCell().textContent = when.toLocaleString();
+    row.insertCell().textContent =
+      `${KIND_LABELS[job.kind] || job.kind} ${job.input_shape.join("×")}`;
+    row.insertCell().textContent = `${job.model} x${job.scale}`;
+    row.insertCell().textContent = job.status === "failed" ? "failed: " + job.error : job.status;
+    const link = document.createElement("a");
+    link.href = "#job=" + job.id;
+    link.textContent = job.status === "done" ? "open" : "follow";
+    row.insertCell().append(link);
+  }
+  $("jobs-panel").hidden = jobs.length === 0;
+  $("jobs-note").textContent = `(kept ${state.info.retention_hours} h)`;
 }
 
 function formatBytes(n) {
@@ -164,11 +204,13 @@ async function follow(id) {
     }
     $("stage").textContent = text;
     if (job.status === "failed") {
+      listJobs();
       $("progress-box").hidden = true;
       showError("The job failed: " + job.error);
       return;
     }
     if (job.status === "done") {
+      listJobs();
       $("progress-box").hidden = true;
       await showJob(job);
       return;
