@@ -460,7 +460,8 @@ class JobManager:
         out_dir.mkdir(exist_ok=True)
         output, _ = fit_to_output(image, fmt)
         description = f"{model.name} x{model.scale}"
-        stem = f"medsr-{record.id}-{model.name}-x{model.scale}"
+        label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
+        stem = f"medsr-{record.id}-{label}-x{model.scale}"
         if fmt != "dicom":
             name = stem + OUTPUT_SUFFIXES[fmt]
             write(output, out_dir / name, format=fmt, description=description, overwrite=True)
