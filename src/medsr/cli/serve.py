@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         f"medsr serve: {where} (data in {settings.data_dir}, results kept "
         f"{settings.retention_hours:g} h)"
     )
+    if settings.token is not None:
+        print(f"access token required: log in at {where}login (or send it as a Bearer token)")
     if settings.study_dir is not None:
-        print(f"reader study at {where}study")
+        print(f"reader study at {where}study (readers log in with their own tokens)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

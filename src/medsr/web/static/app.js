@@ -455,7 +455,8 @@ function setupViewer() {
     loadSlice();
   });
   document.addEventListener("keydown", (event) => {
-    if (!state.job || state.job.slices <= 1 || event.target.tagName === "INPUT") return;
+    if (event.defaultPrevented || event.target.tagName === "INPUT") return;
+    if (!state.job || state.job.slices <= 1) return;
     const step = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1 }[event.key];
     if (!step) return;
     const next = Math.min(state.job.slices - 1, Math.max(0, state.slice + step));
