@@ -92,15 +92,22 @@ def test_retention_by_age_and_count(tmp_path, ct_file):
 
 
 def test_a_failing_job_reports_its_error_and_the_worker_goes_on(tmp_path, ct_file):
+    broken_ids = set()
+
     def broken(folder, record):
         from medsr.errors import CorruptFileError
 
-        raise CorruptFileError(folder / "input.dcm", "pixel data is truncated")
+        if record.id in broken_ids:
+            raise CorruptFileError(folder / "input.dcm", "pixel data is truncated")
+        return _reader(folder, record)
 
     manager = _manager(tmp_path, read_upload=broken)
+    job_id, folder = manager.new_job_dir()
+    broken_ids.add(job_id)
+    (folder / "upload" / "input.dcm").write_bytes(ct_file.read_bytes())
     manager.start()
-    bad = _submit(manager, ct_file)
-    good = _submit(manager, ct_file, image=read(ct_file))
+    bad = manager.submit(job_id, kind="dicom", model="nearest", scale=2)
+    good = _submit(manager, ct_file)
     manager.wait_idle()
     manager.stop()
     assert manager.get(bad.id).status == "failed"
