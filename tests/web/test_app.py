@@ -308,3 +308,18 @@ def test_cross_site_posts_and_foreign_host_names_are_refused(make_client, ct_fil
     local = make_client(data_dir=tmp_path / "d2", allowed_hosts=["127.0.0.1", "localhost"])
     assert local.get("/api/info").status_code == 400  # Host: testserver (a rebound name)
     assert local.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+
+
+def test_a_zip_of_two_series_is_refused_without_naming_their_uids(client, ct_file, tmp_path):
+    from tests.web.conftest import small_series, zip_bytes
+
+    one = small_series(ct_file, tmp_path / "a", slices=2)
+    two = small_series(ct_file, tmp_path / "b", slices=3)
+    members = {f"a/{p.name}": p.read_bytes() for p in one}
+    members.update({f"b/{p.name}": p.read_bytes() for p in two})
+    r = upload(client, "two.zip", zip_bytes(members))
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert "2 DICOM series" in detail and "zip one series at a time" in detail
+    uid = str(pydicom.dcmread(one[0]).SeriesInstanceUID)
+    assert uid not in detail

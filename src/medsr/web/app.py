@@ -478,6 +478,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                     member.rename(target)
             shutil.rmtree(upload / "unpacked", ignore_errors=True)
             path = series
+            _check_one_series(series)
         elif kind == "nifti":
             with open(raw, "rb") as f:
                 gz = f.read(2) == b"\x1f\x8b"
@@ -742,6 +743,21 @@ def _answer_json(answer) -> dict[str, Any]:
             "comment": answer.comment,
         }
     return {"choice": answer.choice, "comment": answer.comment}
+
+
+def _check_one_series(folder: Path) -> None:
+    """Refuse a zip of several series with a count (the reader's own message lists their
+    UIDs, which are identifiers)."""
+    from medsr.io.dicom import list_series
+
+    groups = list_series(sorted(folder.iterdir()))
+    if len(groups) > 1:
+        sizes = ", ".join(str(len(m)) for m in groups.values())
+        raise UploadRejected(
+            400,
+            f"the zip archive holds {len(groups)} DICOM series ({sizes} files); "
+            "zip one series at a time",
+        )
 
 
 def _is_study_path(path: str) -> bool:
