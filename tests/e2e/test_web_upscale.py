@@ -128,6 +128,18 @@ def test_series_zip_has_a_slice_slider_and_zipped_download(
     expect(viewer).to_have_attribute("data-slice", "2")
     assert page.locator("#slice-label").inner_text() == "3 / 3"
     screenshot(page, "upscale-series")
+    page.select_option("#plane", "coronal")
+    expect(viewer).to_have_attribute("data-plane", "coronal")
+    assert viewer.get_attribute("data-slice") == "128"
+    expect(page.locator("#slice-label")).to_have_text("129 / 256")
+    page.locator("#split-canvas").click(
+        position={"x": 40, "y": 40}
+    )  # the keys move slices unless a control has focus
+    page.keyboard.press("ArrowUp")
+    expect(viewer).to_have_attribute("data-slice", "129")
+    screenshot(page, "upscale-series-coronal")
+    page.select_option("#plane", "axial")
+    expect(page.locator("#slice-label")).to_have_text("2 / 3")
     with page.expect_download() as info:
         page.click("#download-native")
     path = tmp_path / info.value.suggested_filename

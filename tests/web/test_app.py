@@ -101,6 +101,19 @@ def test_series_zip_gives_a_zipped_derived_series(client, series_zip, tmp_path):
     r = client.get(f"/api/jobs/{job['id']}/views/sr/2")
     assert r.headers["x-shape"] == "256,256"
     assert client.get(f"/api/jobs/{job['id']}/views/sr/3").status_code == 422
+    sr = np.load(tmp_path / "data" / "jobs" / job["id"] / "views" / "sr.npy")
+    for plane, index, shape, expected in (
+        ("coronal", 100, (3, 256), sr[:, 100, :]),
+        ("sagittal", 255, (3, 256), sr[:, :, 255]),
+    ):
+        r = client.get(f"/api/jobs/{job['id']}/views/sr/{index}", params={"plane": plane})
+        assert r.headers["x-shape"] == ",".join(map(str, shape))
+        np.testing.assert_array_equal(np.frombuffer(r.content, "<f4").reshape(shape), expected)
+    r = client.get(f"/api/jobs/{job['id']}/views/lr/128", params={"plane": "coronal"})
+    assert r.status_code == 422 and "0..127" in r.json()["detail"]
+    r = client.get(f"/api/jobs/{job['id']}/png", params={"plane": "coronal"})
+    with PILImage.open(io.BytesIO(r.content)) as im:  # 3 slices of 2 mm at 0.33 mm pixels
+        assert im.size == (256, round(3 * 2.0 / job["output_spacing"][2]))
     r = client.get(job["downloads"]["native"])
     assert r.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(r.content)) as archive:

@@ -535,12 +535,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
         tags=["upscale"],
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
-    def get_view(job_id: str, view: Literal["lr", "bicubic", "sr"], index: int) -> Response:
+    def get_view(
+        job_id: str,
+        view: Literal["lr", "bicubic", "sr"],
+        index: int,
+        plane: Literal["axial", "coronal", "sagittal"] = "axial",
+    ) -> Response:
         """One slice of a view as raw little-endian float32 (row-major ``H x W`` or
-        ``H x W x 3``), in physical units; its shape is in the ``X-Shape`` header."""
+        ``H x W x 3``), in physical units; its shape is in the ``X-Shape`` header. ``plane``
+        cuts a volume ``(Z, Y, X)`` along Z (axial), Y (coronal) or X (sagittal)."""
         _job(job_id)
         try:
-            array = jobs.view_slice(job_id, view, index)
+            array = jobs.view_slice(job_id, view, index, plane)
         except UnknownJobError as error:
             raise _http(404, str(error)) from None
         except MedsrError as error:
@@ -569,17 +575,21 @@ def create_app(settings: ServeSettings) -> FastAPI:
         index: Annotated[int | None, Query(description="slice (default: the middle)")] = None,
         low: float | None = None,
         high: float | None = None,
+        plane: Literal["axial", "coronal", "sagittal"] = "axial",
     ) -> Response:
         """One slice as an 8-bit PNG displayed with the window ``low..high`` (default: the
-        job's window)."""
+        job's window). Coronal and sagittal slices are resampled to square pixels."""
         from PIL import Image as PILImage
 
         from medsr.study.render import to_uint8
 
         record = _job(job_id)
-        z = index if index is not None else record.slices // 2
+        shape = record.input_shape if view == "lr" else record.output_shape
+        spacing = record.input_spacing if view == "lr" else record.output_spacing
+        axis = ("axial", "coronal", "sagittal").index(plane)
+        z = index if index is not None else (shape[axis] // 2 if record.slices > 1 else 0)
         try:
-            array = jobs.view_slice(job_id, view, z)
+            array = jobs.view_slice(job_id, view, z, plane)
         except UnknownJobError as error:
             raise _http(404, str(error)) from None
         except MedsrError as error:
@@ -593,9 +603,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
             im = PILImage.fromarray(pixels, mode="RGB")
         else:
             im = PILImage.fromarray(to_uint8(array, window=(lo, hi)), mode="L")
+        if plane != "axial":  # rows are slices: stretch them to the in-plane pixel size
+            rows = spacing[0] / spacing[2 if plane == "coronal" else 1]
+            height = max(1, round(im.height * rows))
+            im = im.resize((im.width, height), PILImage.Resampling.BILINEAR)
         buffer = io.BytesIO()
         im.save(buffer, format="PNG")
-        name = f"medsr-{job_id}-{view}" + (f"-slice{z}" if record.slices > 1 else "") + ".png"
+        where = f"-{plane}{z}" if record.slices > 1 else ""
+        name = f"medsr-{job_id}-{view}{where}.png"
         return Response(
             buffer.getvalue(),
             media_type="image/png",

@@ -41,9 +41,12 @@ from medsr.io.image import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VIEWS", "JobManager", "JobRecord", "ModelChoice", "UnknownJobError"]
+__all__ = ["PLANES", "VIEWS", "JobManager", "JobRecord", "ModelChoice", "UnknownJobError"]
 
 VIEWS = ("lr", "bicubic", "sr")
+PLANES = ("axial", "coronal", "sagittal")
+"""Volume planes by the array axis they cut: 0 (Z), 1 (Y), 2 (X). Named as for an axial
+acquisition; for another one they are simply the three array axes."""
 STATUSES = ("queued", "running", "done", "failed")
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
 
@@ -266,22 +269,30 @@ class JobManager:
                 if r.status in ("queued", "running") and r.created_at < record.created_at
             )
 
-    def view_slice(self, job_id: str, view: str, index: int) -> np.ndarray:
-        """One slice ``(H, W)`` (or ``(H, W, 3)``) of a finished job's view, float32."""
+    def view_slice(self, job_id: str, view: str, index: int, plane: str = "axial") -> np.ndarray:
+        """One slice ``(H, W)`` (or ``(H, W, 3)``) of a finished job's view, float32.
+
+        ``plane`` picks the axis of a volume ``(Z, Y, X)``: ``axial`` slices along Z (the
+        stored slices), ``coronal`` along Y (rows ``Z``, columns ``X``), ``sagittal`` along X
+        (rows ``Z``, columns ``Y``). A 2D image has one slice, 0, in the axial plane.
+        """
         record = self.get(job_id)
         if view not in VIEWS:
             raise ConfigError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+        if plane not in PLANES:
+            raise ConfigError(f"unknown plane {plane!r}; choose one of {', '.join(PLANES)}")
         if record.status != "done":
             raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
         array = np.load(self.root / job_id / "views" / f"{view}.npy", mmap_mode="r")
         spatial = array.ndim - (1 if record.color else 0)
         if spatial == 2:
-            if index != 0:
-                raise ConfigError(f"a 2D image has only slice 0, not {index}")
+            if index != 0 or plane != "axial":
+                raise ConfigError(f"a 2D image has only axial slice 0, not {plane} {index}")
             return np.asarray(array, dtype=np.float32)
-        if not 0 <= index < array.shape[0]:
-            raise ConfigError(f"slice {index} is out of range 0..{array.shape[0] - 1}")
-        return np.asarray(array[index], dtype=np.float32)
+        axis = PLANES.index(plane)
+        if not 0 <= index < array.shape[axis]:
+            raise ConfigError(f"{plane} slice {index} is out of range 0..{array.shape[axis] - 1}")
+        return np.asarray(np.take(array, index, axis=axis), dtype=np.float32)
 
     def result_path(self, job_id: str) -> Path:
         record = self.get(job_id)

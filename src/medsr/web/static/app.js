@@ -8,6 +8,7 @@ const state = {
   info: null,
   job: null,
   slice: 0,
+  plane: "axial",
   window: [0, 1],
   cache: new Map(), // "view/slice" -> {shape, data}
   canvases: new Map(), // view -> offscreen canvas rendered with the current window
@@ -223,12 +224,11 @@ async function follow(id) {
 async function showJob(job) {
   state.job = job;
   state.cache.clear();
-  state.slice = Math.floor(job.slices / 2);
+  state.plane = "axial";
+  $("plane").value = "axial";
   state.window = job.window.slice();
   $("preset").value = "auto";
-  const slider = $("slice");
-  slider.max = String(job.slices - 1);
-  slider.value = String(state.slice);
+  resetSlider();
   $("slice-bar").hidden = job.slices <= 1;
   $("sr-caption").textContent = `SR (${job.model} x${job.scale})`;
   $("viewer-panel").hidden = false;
@@ -246,10 +246,45 @@ async function showJob(job) {
   $("viewer").dataset.ready = "1";
 }
 
+// Volume planes cut array axis 0 (axial), 1 (coronal) or 2 (sagittal) of (Z, Y, X).
+const PLANES = ["axial", "coronal", "sagittal"];
+
+function shapeOf(view) {
+  return view === "lr" ? state.job.input_shape : state.job.output_shape;
+}
+
+function sliceCount(view) {
+  return state.job.slices > 1 ? shapeOf(view)[PLANES.indexOf(state.plane)] : 1;
+}
+
+function resetSlider() {
+  const n = sliceCount("sr");
+  state.slice = Math.floor(n / 2);
+  $("slice").max = String(n - 1);
+  $("slice").value = String(state.slice);
+}
+
+// The slider counts SR slices; another view shows the slice at the same place.
+function viewIndex(view, slice) {
+  const n = sliceCount(view);
+  return Math.min(n - 1, Math.floor(((slice + 0.5) * n) / sliceCount("sr")));
+}
+
+// Height of one displayed row in units of one column's width (non-square pixels, slices).
+function rowScale() {
+  const sp = state.job.output_spacing;
+  if (sp.length === 2) return sp[0] / sp[1];
+  const [rows, cols] = { axial: [1, 2], coronal: [0, 2], sagittal: [0, 1] }[state.plane];
+  return sp[rows] / sp[cols];
+}
+
 async function fetchView(view, slice) {
-  const key = `${view}/${slice}`;
+  const index = viewIndex(view, slice);
+  const key = `${state.plane}/${view}/${index}`;
   if (state.cache.has(key)) return state.cache.get(key);
-  const response = await fetch(`/api/jobs/${state.job.id}/views/${view}/${slice}`);
+  const response = await fetch(
+    `/api/jobs/${state.job.id}/views/${view}/${index}?plane=${state.plane}`
+  );
   if (!response.ok) {
     let body = null;
     try {
@@ -275,7 +310,7 @@ async function loadSlice() {
     showError(e.message);
     return;
   }
-  $("slice-label").textContent = `${state.slice + 1} / ${state.job.slices}`;
+  $("slice-label").textContent = `${state.slice + 1} / ${sliceCount("sr")}`;
   renderAll();
 }
 
@@ -312,7 +347,8 @@ function renderPixels(view) {
 
 function outputSize() {
   const sr = state.canvases.get("sr").entry.shape;
-  return [sr[1], sr[0]]; // width, height in SR pixels: the common image space
+  // the common image space: SR columns wide, SR rows (scaled to the column size) high
+  return [sr[1], sr[0] * rowScale()];
 }
 
 function drawView(ctx, view, width, height) {
@@ -376,6 +412,7 @@ function draw() {
   viewer.dataset.zoom = state.zoom.toFixed(4);
   viewer.dataset.split = state.split.toFixed(3);
   viewer.dataset.slice = String(state.slice);
+  viewer.dataset.plane = state.plane;
   viewer.dataset.window = state.window.map((v) => v.toFixed(2)).join(",");
 }
 
@@ -450,16 +487,24 @@ function setupViewer() {
   $("wl-center").addEventListener("change", fromInputs);
   $("wl-width").addEventListener("change", fromInputs);
   $("reset-view").addEventListener("click", fit);
+  $("plane").addEventListener("change", async () => {
+    state.plane = $("plane").value;
+    resetSlider();
+    await loadSlice();
+    fit();
+  });
   $("slice").addEventListener("input", () => {
     state.slice = Number($("slice").value);
     loadSlice();
   });
   document.addEventListener("keydown", (event) => {
-    if (event.defaultPrevented || event.target.tagName === "INPUT") return;
+    if (event.defaultPrevented || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) {
+      return;
+    }
     if (!state.job || state.job.slices <= 1) return;
     const step = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1 }[event.key];
     if (!step) return;
-    const next = Math.min(state.job.slices - 1, Math.max(0, state.slice + step));
+    const next = Math.min(sliceCount("sr") - 1, Math.max(0, state.slice + step));
     if (next !== state.slice) {
       state.slice = next;
       $("slice").value = String(next);
@@ -477,7 +522,8 @@ function setupViewer() {
     const [low, high] = state.window;
     const view = state.mode === "split" ? state.right : "sr";
     event.currentTarget.href =
-      `/api/jobs/${state.job.id}/png?view=${view}&index=${state.slice}&low=${low}&high=${high}`;
+      `/api/jobs/${state.job.id}/png?view=${view}&index=${viewIndex(view, state.slice)}` +
+      `&plane=${state.plane}&low=${low}&high=${high}`;
   });
 }
 
