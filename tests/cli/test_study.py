@@ -1,4 +1,4 @@
-"""``medsr study report`` and ``medsr study readers``."""
+"""``medsr study create``, ``medsr study report`` and ``medsr study readers``."""
 
 from __future__ import annotations
 
@@ -54,3 +54,58 @@ def test_study_errors_are_reported_without_traceback(
     assert "not a reader study" in capsys.readouterr().err
     assert main(["study", "readers", str(study_dir), "--reissue", "zoe"]) == 2
     assert "no reader labelled 'zoe'" in capsys.readouterr().err
+
+
+# -- medsr study create -------------------------------------------------------------------------
+def test_study_create_from_cases_and_methods(dicom_file, tmp_path, capsys):
+    import re
+    import shutil
+
+    from PIL import Image as PILImage
+
+    from medsr.io import read
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(dicom_file("CT_small.dcm"), cases / "CT small #1.dcm")
+    PILImage.fromarray((np.arange(40 * 30) % 251).reshape(40, 30).astype(np.uint8)).save(
+        cases / "xray.png"
+    )
+    folder = tmp_path / "study"
+    args = ["study", "create", str(folder), "--cases", str(cases), "--readers", "3"]
+    methods = ["--methods", "hr", "lr", "bicubic", "smooth=bilinear", "--seed", "5"]
+    assert main(args + methods) == 0
+    out = capsys.readouterr().out
+    tokens = re.findall(r"^  reader-\d: (\S+)$", out, re.M)
+    assert len(tokens) == 3
+    with Study.open(folder) as study:
+        assert study.info.cases == ("CT-small-1", "xray")
+        assert study.info.methods == ("bicubic", "hr", "lr", "smooth")
+        assert study.info.n_items == 8 and study.info.seed == 5
+        assert study.authenticate(tokens[1]).label == "reader-2"
+        # every method of a case is rendered at the HR size with one window
+        sizes = set()
+        for item in study.reader_items(study.readers()[0]):
+            png = study.image_path(item.images[0])
+            with PILImage.open(png) as im:
+                sizes.add(im.size)
+        assert sizes == {(128, 128), (30, 40)}
+        low, high = study.info.windows["CT-small-1"]
+        hr = read(cases / "CT small #1.dcm").array
+        assert low == pytest.approx(np.percentile(hr, 0.5))
+        assert high == pytest.approx(np.percentile(hr, 99.5))
+
+
+def test_study_create_errors(tmp_path, capsys):
+    assert main(["study", "create", str(tmp_path / "s"), "--cases", str(tmp_path / "none"),
+                 "--methods", "hr"]) == 2  # fmt: skip
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "cases").mkdir()
+    np.save(tmp_path / "cases" / "a.npy", np.zeros((8, 8)))
+    code = main(["study", "create", str(tmp_path / "s"), "--cases", str(tmp_path / "cases"),
+                 "--methods", "hr", "hr"])  # fmt: skip
+    assert code == 2 and "twice" in capsys.readouterr().err
+    code = main(["study", "create", str(tmp_path / "s"), "--cases", str(tmp_path / "cases"),
+                 "--methods", "hr", "edsr", "--scale", "2"])  # fmt: skip
+    assert code == 2 and "edsr" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

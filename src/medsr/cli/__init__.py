@@ -23,6 +23,7 @@ from medsr.cli import (
     models,
     pair,
     prepare,
+    serve,
     study,
     train,
     upscale,
@@ -41,6 +42,7 @@ COMMANDS: dict[str, ModuleType] = {
     "upscale": upscale,
     "export": export,
     "demo": demo,
+    "serve": serve,
 }
 
 

@@ -1,0 +1,500 @@
+"""Background super-resolution jobs, kept on disk so that a restart loses no finished result.
+
+Layout under the data directory::
+
+    DATA/jobs/<job id>/
+      job.json            the record (status, progress, shapes, window; no patient data)
+      upload/             the upload (or the unpacked series) until the job ends
+      views/lr.npy        the input pixels        (the comparison view reads slices from
+      views/bicubic.npy   bicubic at the same scale  these with memory mapping)
+      views/sr.npy        the model's output
+      result/             the output in the input's format (a DICOM series is zipped)
+
+The upload folder is deleted as soon as a job ends (done or failed). Finished jobs are
+deleted after ``retention_hours`` and when more than ``max_jobs`` are kept (oldest first).
+A job that was queued or running when the server stopped is queued again at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.errors import ConfigError, MedsrError
+from medsr.io.image import Image
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PLANES", "VIEWS", "JobManager", "JobRecord", "ModelChoice", "UnknownJobError"]
+
+VIEWS = ("lr", "bicubic", "sr")
+PLANES = ("axial", "coronal", "sagittal")
+"""Volume planes by the array axis they cut: 0 (Z), 1 (Y), 2 (X). Named as for an axial
+acquisition; for another one they are simply the three array axes."""
+STATUSES = ("queued", "running", "done", "failed")
+_JOB_ID = re.compile(r"[0-9a-f]{16}")
+
+# The output format of each input kind (JPEG is written as lossless PNG).
+OUTPUT_FORMATS = {"dicom": "dicom", "nifti": "nifti", "png": "png", "jpeg": "png", "tiff": "tiff"}
+OUTPUT_SUFFIXES = {"nifti": ".nii.gz", "png": ".png", "tiff": ".tif"}
+
+
+class UnknownJobError(MedsrError, LookupError):
+    """No job with this id (or it was removed by the retention limit)."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the page offers: ``spec`` is what :func:`medsr.infer.load_model` takes;
+    ``scales`` the scales it can do (one for a trained model)."""
+
+    name: str
+    spec: str
+    scales: tuple[int, ...]
+    trained: bool = False
+
+
+@dataclass
+class JobRecord:
+    """What the app knows about a job (saved as ``job.json``). Holds no file names or header
+    values of the upload: only its kind, shapes and display facts."""
+
+    id: str
+    kind: str
+    model: str
+    scale: int
+    status: str = "queued"
+    stage: str = "queued"
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress_done: int = 0
+    progress_total: int = 0
+    error: str | None = None
+    deidentified: bool = False
+    modality: str = "OT"
+    color: bool = False
+    input_shape: list[int] = field(default_factory=list)
+    output_shape: list[int] = field(default_factory=list)
+    input_spacing: list[float] = field(default_factory=list)
+    output_spacing: list[float] = field(default_factory=list)
+    slices: int = 1
+    window: list[float] = field(default_factory=list)
+    value_range: list[float] = field(default_factory=list)
+    fidelity_psnr: float | None = None
+    seconds: float | None = None
+    result_file: str | None = None
+    output_format: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("result_file")
+        if data["fidelity_psnr"] is not None and math.isinf(data["fidelity_psnr"]):
+            data["fidelity_psnr"] = None
+        data["downloads"] = (
+            {"native": f"/api/jobs/{self.id}/download", "png": f"/api/jobs/{self.id}/png"}
+            if self.status == "done"
+            else {}
+        )
+        return data
+
+
+def default_window(image: Image) -> tuple[float, float]:
+    """The display window: the DICOM header's (first) window when it has one, else the
+    0.5-99.5 percentiles of the pixels."""
+    centre = image.metadata.get("window_center")
+    width = image.metadata.get("window_width")
+    if centre is not None and width is not None and width > 0:
+        return float(centre - width / 2), float(centre + width / 2)
+    values = image.array[np.isfinite(image.array)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    return (low, high) if high > low else (low - 0.5, low + 0.5)
+
+
+class JobManager:
+    """Runs upscaling jobs in ``workers`` background threads and keeps them on disk.
+
+    ``read_upload(job_dir, record) -> Image`` reads a job's upload (the app supplies it, so
+    that limits and de-identification stay in one place).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        models: Mapping[str, ModelChoice],
+        read_upload: Callable[[Path, JobRecord], Image],
+        workers: int = 1,
+        retention_hours: float = 24.0,
+        max_jobs: int = 200,
+        threads: int | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        if not retention_hours > 0:
+            raise ConfigError(f"retention must be positive hours, got {retention_hours}")
+        self.root = Path(data_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.models = dict(models)
+        self.read_upload = read_upload
+        self.workers = workers
+        self.retention_s = retention_hours * 3600.0
+        self.max_jobs = max_jobs
+        self.threads = threads
+        self._records: dict[str, JobRecord] = {}
+        self._lock = threading.RLock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._memory: dict[str, Image] = {}
+        self._model_cache: dict[tuple[str, int], Any] = {}
+        self._load()
+
+    # -------------------------------------------------------------- state on disk
+    def _load(self) -> None:
+        requeue = []
+        for folder in sorted(self.root.iterdir()):
+            path = folder / "job.json"
+            if not (_JOB_ID.fullmatch(folder.name) and path.is_file()):
+                continue
+            try:
+                record = JobRecord(**json.loads(path.read_text()))
+            except (ValueError, TypeError) as error:
+                log.warning("job %s: unreadable record (%s); removed", folder.name, error)
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            if record.status in ("queued", "running"):
+                if (folder / "upload").is_dir():
+                    record.status, record.stage = "queued", "queued (after a restart)"
+                    record.progress_done = record.progress_total = 0
+                    requeue.append(record)
+                else:
+                    record.status, record.stage = "failed", "failed"
+                    record.error = "the server stopped before this job finished; upload again"
+                    record.finished_at = time.time()
+                self._save(record)
+            self._records[record.id] = record
+        for record in sorted(requeue, key=lambda r: r.created_at):
+            self._queue.put(record.id)
+        if requeue:
+            log.info("queued %d unfinished job(s) again after a restart", len(requeue))
+        self.cleanup()
+
+    def _save(self, record: JobRecord) -> None:
+        folder = self.root / record.id
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "job.json.tmp"
+        tmp.write_text(json.dumps(asdict(record), indent=1))
+        os.replace(tmp, folder / "job.json")
+
+    def job_dir(self, job_id: str) -> Path:
+        self.get(job_id)
+        return self.root / job_id
+
+    # -------------------------------------------------------------- public
+    def new_job_dir(self) -> tuple[str, Path]:
+        """A fresh job id and its folder (with ``upload/``) to store an upload in."""
+        job_id = secrets.token_hex(8)
+        folder = self.root / job_id
+        (folder / "upload").mkdir(parents=True)
+        return job_id, folder
+
+    def submit(
+        self,
+        job_id: str,
+        *,
+        kind: str,
+        model: str,
+        scale: int,
+        image: Image | None = None,
+        deidentified: bool = False,
+    ) -> JobRecord:
+        """Queue the job whose upload is in ``job_dir(job_id)/upload``. ``image`` is the upload
+        already read (saves reading it again)."""
+        if not _JOB_ID.fullmatch(job_id) or not (self.root / job_id / "upload").is_dir():
+            raise UnknownJobError(f"no upload for job {job_id!r}")
+        record = JobRecord(
+            id=job_id, kind=kind, model=model, scale=scale, deidentified=deidentified
+        )
+        if image is not None:
+            self._describe_input(record, image)
+        with self._lock:
+            self._records[job_id] = record
+            self._save(record)
+            # Keep the image for the worker only when it is next: queued images would
+            # add up in memory; those are read again from disk when their turn comes.
+            if image is not None and self._queue.qsize() == 0:
+                self._memory[job_id] = image
+        self._queue.put(job_id)
+        self.cleanup()
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._lock:
+            record = self._records.get(job_id) if isinstance(job_id, str) else None
+        if record is None:
+            raise UnknownJobError(f"no job {job_id!r} (finished jobs are kept for a limited time)")
+        return record
+
+    def list(self) -> list[JobRecord]:
+        with self._lock:
+            return sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
+
+    def queue_position(self, job_id: str) -> int:
+        """How many queued jobs are ahead of this one (0 when running or done)."""
+        record = self.get(job_id)
+        if record.status != "queued":
+            return 0
+        with self._lock:
+            return sum(
+                1
+                for r in self._records.values()
+                if r.status in ("queued", "running") and r.created_at < record.created_at
+            )
+
+    def view_slice(self, job_id: str, view: str, index: int, plane: str = "axial") -> np.ndarray:
+        """One slice ``(H, W)`` (or ``(H, W, 3)``) of a finished job's view, float32.
+
+        ``plane`` picks the axis of a volume ``(Z, Y, X)``: ``axial`` slices along Z (the
+        stored slices), ``coronal`` along Y (rows ``Z``, columns ``X``), ``sagittal`` along X
+        (rows ``Z``, columns ``Y``). A 2D image has one slice, 0, in the axial plane.
+        """
+        record = self.get(job_id)
+        if view not in VIEWS:
+            raise ConfigError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+        if plane not in PLANES:
+            raise ConfigError(f"unknown plane {plane!r}; choose one of {', '.join(PLANES)}")
+        if record.status != "done":
+            raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
+        array = np.load(self.root / job_id / "views" / f"{view}.npy", mmap_mode="r")
+        spatial = array.ndim - (1 if record.color else 0)
+        if spatial == 2:
+            if index != 0 or plane != "axial":
+                raise ConfigError(f"a 2D image has only axial slice 0, not {plane} {index}")
+            return np.asarray(array, dtype=np.float32)
+        axis = PLANES.index(plane)
+        if not 0 <= index < array.shape[axis]:
+            raise ConfigError(f"{plane} slice {index} is out of range 0..{array.shape[axis] - 1}")
+        return np.asarray(np.take(array, index, axis=axis), dtype=np.float32)
+
+    def result_path(self, job_id: str) -> Path:
+        record = self.get(job_id)
+        if record.status != "done" or record.result_file is None:
+            raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
+        return self.root / job_id / "result" / record.result_file
+
+    def start(self) -> None:
+        for k in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"medsr-job-{k}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let running jobs finish, then stop the workers (queued jobs stay queued on disk)."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Block until no job is queued or running (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = any(r.status in ("queued", "running") for r in self._records.values())
+            if not busy:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"jobs still running after {timeout} s")
+
+    def cleanup(self, now: float | None = None) -> list[str]:
+        """Delete finished jobs older than the retention limit, and the oldest finished ones
+        beyond ``max_jobs``; returns the ids removed."""
+        now = time.time() if now is None else now
+        with self._lock:
+            finished = sorted(
+                (r for r in self._records.values() if r.status in ("done", "failed")),
+                key=lambda r: r.finished_at or r.created_at,
+            )
+            expired = [
+                r for r in finished if now - (r.finished_at or r.created_at) > self.retention_s
+            ]
+            keep = [r for r in finished if r not in expired]
+            active = len(self._records) - len(finished)
+            excess = max(0, len(keep) + active - self.max_jobs)
+            doomed = expired + keep[:excess]
+            for record in doomed:
+                del self._records[record.id]
+        for record in doomed:
+            shutil.rmtree(self.root / record.id, ignore_errors=True)
+        if doomed:
+            log.info("retention: removed %d finished job(s)", len(doomed))
+        return [r.id for r in doomed]
+
+    # -------------------------------------------------------------- the worker
+    def _work(self) -> None:
+        while True:
+            try:
+                job_id = self._queue.get(timeout=60.0)
+            except queue.Empty:
+                self.cleanup()
+                continue
+            if job_id is None:
+                return
+            try:
+                self._run(job_id)
+            except Exception:  # a bug: keep the worker alive, fail the job visibly
+                log.exception("job %s failed unexpectedly", job_id)
+                self._fail(job_id, "an unexpected error happened (a bug in medsr; see the log)")
+            self.cleanup()
+
+    def _update(self, record: JobRecord, *, save: bool = True, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(record, key, value)
+            if save and record.id in self._records:
+                self._save(record)
+
+    def _fail(self, job_id: str, message: str) -> None:
+        with self._lock:
+            record = self._records.get(job_id)
+            self._memory.pop(job_id, None)
+        if record is None:
+            return
+        self._update(
+            record, status="failed", stage="failed", error=message, finished_at=time.time()
+        )
+        shutil.rmtree(self.root / job_id / "upload", ignore_errors=True)
+
+    def _model(self, name: str, scale: int):
+        from medsr.infer import load_model
+
+        choice = self.models.get(name)
+        if choice is None:
+            raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(self.models)}")
+        key = (choice.spec, scale)
+        if key not in self._model_cache:
+            self._model_cache[key] = load_model(choice.spec, scale=scale)
+        return self._model_cache[key]
+
+    def _run(self, job_id: str) -> None:
+        from medsr.infer import upscale_image
+
+        with self._lock:
+            record = self._records.get(job_id)
+            image = self._memory.pop(job_id, None)
+        if record is None:  # removed while queued
+            return
+        folder = self.root / job_id
+        start = time.perf_counter()
+        self._update(record, status="running", stage="reading", started_at=time.time())
+        try:
+            if image is None:
+                image = self.read_upload(folder / "upload", record)
+                self._describe_input(record, image)
+            model = self._model(record.model, record.scale)
+
+            def progress(done: int, total: int) -> None:
+                self._update(record, save=False, progress_done=done, progress_total=total)
+
+            self._update(record, stage=f"upscaling with {record.model} x{record.scale}")
+            result = upscale_image(image, model, threads=self.threads, progress=progress)
+            self._update(record, stage="bicubic baseline")
+            baseline = upscale_image(image, self._model("bicubic", record.scale))
+            self._update(record, stage="writing the result")
+            views = folder / "views"
+            views.mkdir(exist_ok=True)
+            for name, array in (
+                ("lr", image.array),
+                ("bicubic", baseline.image.array),
+                ("sr", result.image.array),
+            ):
+                np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
+            result_file, fmt = self._write_result(folder, record, result.image, model)
+            self._update(
+                record,
+                status="done",
+                stage="done",
+                finished_at=time.time(),
+                seconds=round(time.perf_counter() - start, 3),
+                fidelity_psnr=float(result.fidelity_psnr),
+                output_shape=list(result.image.array.shape),
+                output_spacing=[round(s, 6) for s in result.image.spacing],
+                result_file=result_file,
+                output_format=fmt,
+                progress_done=record.progress_total,
+            )
+            log.info("job %s done in %.1f s", job_id, record.seconds)
+        except MedsrError as error:
+            self._fail(job_id, _message(error))
+            return
+        shutil.rmtree(folder / "upload", ignore_errors=True)
+
+    def _describe_input(self, record: JobRecord, image: Image) -> None:
+        record.modality = image.modality
+        record.color = image.color
+        record.input_shape = list(image.array.shape)
+        record.input_spacing = [round(s, 6) for s in image.spacing]
+        record.slices = image.spatial_shape[0] if image.is_volume else 1
+        record.window = list(default_window(image))
+        finite = image.array[np.isfinite(image.array)]
+        record.value_range = [float(finite.min()), float(finite.max())] if finite.size else [0, 1]
+
+    def _write_result(
+        self, folder: Path, record: JobRecord, image: Image, model
+    ) -> tuple[str, str]:
+        from medsr.infer.upscale import fit_to_output
+        from medsr.io import write
+
+        fmt = OUTPUT_FORMATS.get(record.kind.removesuffix("-zip"), "nifti")
+        if fmt == "png" and image.is_volume:
+            fmt = "tiff"
+        out_dir = folder / "result"
+        out_dir.mkdir(exist_ok=True)
+        output, _ = fit_to_output(image, fmt)
+        description = f"{model.name} x{model.scale}"
+        label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
+        stem = f"medsr-{record.id}-{label}-x{model.scale}"
+        if fmt != "dicom":
+            name = stem + OUTPUT_SUFFIXES[fmt]
+            write(output, out_dir / name, format=fmt, description=description, overwrite=True)
+            return name, fmt
+        source = image.source
+        single = not image.is_volume or (source is not None and source.frame_order is not None)
+        if single and record.kind == "dicom":
+            name = stem + ".dcm"
+            write(output, out_dir / name, format="dicom", description=description, overwrite=True)
+            return name, fmt
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            series = Path(tmp) / "series"
+            files = write(output, series, format="dicom", description=description)
+            name = stem + ".zip"
+            with zipfile.ZipFile(out_dir / name, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(files):
+                    archive.write(path, f"{stem}/{path.name}")
+        return name, fmt
+
+
+def _message(error: MedsrError) -> str:
+    """An error for the page: file errors without their (server-side) path."""
+    from medsr.errors import FileError
+
+    return error.problem if isinstance(error, FileError) else str(error)

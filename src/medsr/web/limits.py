@@ -1,0 +1,289 @@
+"""What an upload may be, checked before any image is decoded.
+
+Every rejection is an :class:`UploadRejected` with the HTTP status the app returns (400,
+413 or 415) and a message for the person who uploaded the file. The checks here are cheap
+and run on headers only (zip directory, NIfTI header, magic bytes); the pixel cap itself
+is passed to :func:`medsr.io.read` too, which checks DICOM/PNG/TIFF headers before decoding.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from medsr.errors import MedsrError
+from medsr.io.read import sniff
+
+__all__ = [
+    "UPLOAD_KINDS",
+    "Limits",
+    "UploadRejected",
+    "check_nifti_header",
+    "classify_upload",
+    "copy_limited",
+    "extract_zip",
+]
+
+UPLOAD_KINDS: dict[str, str] = {
+    "dicom": "a DICOM file (.dcm)",
+    "dicom-zip": "a zipped DICOM series (.zip)",
+    "nifti": "a NIfTI volume (.nii, .nii.gz)",
+    "png": "a PNG image",
+    "jpeg": "a JPEG image",
+    "tiff": "a TIFF image",
+}
+"""The kinds of upload the web app accepts, with how the page names them."""
+
+_SUFFIX_KIND = {
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".ima": "dicom",
+    ".zip": "dicom-zip",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
+
+
+class UploadRejected(MedsrError):
+    """An upload the app refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one upload may hold.
+
+    ``max_upload_bytes``: the request body (413 beyond it). ``max_pixels``: pixels (voxels)
+    of the input; the output is ``scale**2`` times larger, so ``max_output_pixels`` caps that
+    too. ``max_zip_members``, ``max_zip_bytes`` (total uncompressed) and
+    ``max_zip_ratio`` (uncompressed / compressed, per member) stop zip bombs.
+    """
+
+    max_upload_bytes: int = 512 * 2**20
+    max_pixels: int = 64_000_000
+    max_output_pixels: int = 256 * 2**20
+    max_zip_members: int = 2000
+    max_zip_bytes: int = 1024 * 2**20
+    max_zip_ratio: float = 200.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_pixels", "max_output_pixels", "max_zip_members"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+def _suffix(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith(".nii.gz"):
+        return ".nii.gz"
+    return PurePosixPath(lower).suffix
+
+
+def _accepted() -> str:
+    return "; ".join(UPLOAD_KINDS.values())
+
+
+def classify_upload(name: str, path: Path) -> str:
+    """The kind of an uploaded file (a key of :data:`UPLOAD_KINDS`) from its content, which
+    must agree with its name's suffix; ``UploadRejected`` (415) for anything else."""
+    if path.stat().st_size == 0:
+        raise UploadRejected(400, f"{_safe_label(name)} is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    detected = "dicom-zip" if head == b"PK\x03\x04" else sniff(path)
+    if detected is None and _SUFFIX_KIND.get(_suffix(name)) == "dicom":
+        detected = "dicom" if _looks_like_dicom_without_preamble(path) else None
+    if detected not in UPLOAD_KINDS:
+        raise UploadRejected(
+            415,
+            f"{_safe_label(name)} is not a file type this app accepts (its content is "
+            f"{detected or 'not recognised'}); upload {_accepted()}",
+        )
+    expected = _SUFFIX_KIND.get(_suffix(name))
+    if expected is not None and expected != detected:
+        raise UploadRejected(
+            415,
+            f"{_safe_label(name)} is named like {UPLOAD_KINDS[expected]} but its content is "
+            f"{UPLOAD_KINDS[detected]}; rename it or upload the right file",
+        )
+    return detected
+
+
+def _looks_like_dicom_without_preamble(path: Path) -> bool:
+    # Old DICOM files start directly with a group 0008 element (little endian).
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return len(head) == 8 and head[:2] == b"\x08\x00"
+
+
+def _safe_label(name: str) -> str:
+    """A file name fit to quote in a message: the base name, printable, at most 80 chars."""
+    base = PurePosixPath(name.replace("\\", "/")).name or "the file"
+    text = "".join(c if c.isprintable() else "?" for c in base)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
+    """Extract the members of a zipped DICOM series into ``dest`` (flattened, renamed).
+
+    The central directory is checked before anything is extracted: member count, total
+    uncompressed size, compression ratio, and names (absolute paths, ``..``, drive letters
+    and links are refused, not skipped: such an archive was not made by a scanner's export).
+    While extracting, the bytes actually written are counted too, since a zip may lie about
+    sizes. Folders, ``__MACOSX`` and hidden files are ignored; other members are kept with
+    a neutral name (``0001.dcm``...), so nothing in a member name reaches the disk.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UploadRejected(400, f"the zip archive is damaged ({error})") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > limits.max_zip_members:
+            raise UploadRejected(
+                413,
+                f"the zip archive holds {len(infos)} members, over the limit of "
+                f"{limits.max_zip_members}",
+            )
+        members = []
+        total = 0
+        for info in infos:
+            name = info.filename
+            pure = PurePosixPath(name.replace("\\", "/"))
+            if (
+                name.startswith(("/", "\\"))
+                or ".." in pure.parts
+                or (len(name) > 1 and name[1] == ":")
+            ):
+                raise UploadRejected(
+                    400,
+                    f"the zip archive contains an unsafe path ({_safe_label(name)!r} is absolute "
+                    "or leaves the archive with '..'); refused",
+                )
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode == 0o120000:
+                raise UploadRejected(400, "the zip archive contains a symbolic link; refused")
+            if info.is_dir() or pure.parts[0] == "__MACOSX" or pure.name.startswith("."):
+                continue
+            if info.flag_bits & 0x1:
+                raise UploadRejected(400, "the zip archive is encrypted; upload it unencrypted")
+            total += info.file_size
+            if total > limits.max_zip_bytes:
+                raise UploadRejected(
+                    413,
+                    f"the zip archive unpacks to more than {limits.max_zip_bytes} bytes, over "
+                    "the limit",
+                )
+            if info.file_size > 1024 and info.file_size > limits.max_zip_ratio * max(
+                info.compress_size, 1
+            ):
+                ratio = info.file_size / max(info.compress_size, 1)
+                raise UploadRejected(
+                    413,
+                    f"a member of the zip archive is compressed {ratio:.0f} to 1, over the "
+                    f"limit of {limits.max_zip_ratio:.0f} (a zip bomb?)",
+                )
+            members.append(info)
+        if not members:
+            raise UploadRejected(400, "the zip archive holds no files")
+        dest.mkdir(parents=True, exist_ok=True)
+        written_total = 0
+        out = []
+        for k, info in enumerate(members, start=1):
+            target = dest / f"{k:05d}.dcm"
+            with archive.open(info) as src, open(target, "wb") as dst:
+                written = 0
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    written_total += len(chunk)
+                    if written > info.file_size or written_total > limits.max_zip_bytes:
+                        raise UploadRejected(
+                            413, "the zip archive unpacks to more than it declares; refused"
+                        )
+                    dst.write(chunk)
+            out.append(target)
+    return out
+
+
+def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
+    """The image shape a NIfTI-1/2 header declares, checked against the pixel cap (and the
+    file size, for uncompressed files) before nibabel reads anything."""
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(540)
+    except (OSError, EOFError) as error:
+        raise UploadRejected(400, f"the NIfTI file is damaged ({error})") from None
+    shape, voxel_bytes, offset = _parse_nifti(head)
+    count = 1
+    for n in shape:
+        count *= n
+    if count > limits.max_pixels:
+        raise UploadRejected(
+            413,
+            f"the NIfTI header declares {'x'.join(map(str, shape))} = {count} voxels, over the "
+            f"limit of {limits.max_pixels}",
+        )
+    if opener is open and path.stat().st_size < offset + count * voxel_bytes:
+        raise UploadRejected(
+            400, "the NIfTI file is shorter than its header declares (truncated upload?)"
+        )
+    return shape
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+_NIFTI_BITPIX = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8}
+
+
+def _parse_nifti(head: bytes) -> tuple[tuple[int, ...], int, int]:
+    if len(head) < 348:
+        raise UploadRejected(400, "the NIfTI header is truncated")
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348:
+            dim = struct.unpack(endian + "8h", head[40:56])
+            datatype = struct.unpack(endian + "h", head[70:72])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if size == 540 and len(head) >= 540:
+            dim = struct.unpack(endian + "8q", head[16:80])
+            datatype = struct.unpack(endian + "h", head[12:14])[0]
+            offset = struct.unpack(endian + "q", head[168:176])[0]
+            break
+    else:
+        raise UploadRejected(400, "not a NIfTI-1 or NIfTI-2 header")
+    ndim = int(dim[0])
+    if not 1 <= ndim <= 7 or any(int(n) < 1 for n in dim[1 : ndim + 1]):
+        raise UploadRejected(400, f"the NIfTI header declares an invalid shape {list(dim)}")
+    if datatype not in _NIFTI_BITPIX:
+        raise UploadRejected(415, f"the NIfTI data type code {datatype} is not supported")
+    return tuple(int(n) for n in dim[1 : ndim + 1]), _NIFTI_BITPIX[datatype], max(offset, 0)
+
+
+def copy_limited(src, dst: Path, max_bytes: int) -> int:
+    """Copy a file-like ``src`` to ``dst``, refusing (413) more than ``max_bytes``."""
+    written = 0
+    with open(dst, "wb") as out:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > max_bytes:
+                raise UploadRejected(
+                    413, f"the upload is larger than the limit of {max_bytes} bytes"
+                )
+            out.write(chunk)
+    return written

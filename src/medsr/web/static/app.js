@@ -1,0 +1,608 @@
+// medsr upload and comparison page. Plain JavaScript, no build step, no external code.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const VIEW_LABELS = { lr: "LR (input)", bicubic: "bicubic", sr: "SR" };
+
+const state = {
+  info: null,
+  job: null,
+  slice: 0,
+  plane: "axial",
+  window: [0, 1],
+  cache: new Map(), // "view/slice" -> {shape, data}
+  canvases: new Map(), // view -> offscreen canvas rendered with the current window
+  zoom: 1,
+  panX: 0,
+  panY: 0,
+  split: 0.5,
+  mode: "split",
+  left: "bicubic",
+  right: "sr",
+};
+
+// ----------------------------------------------------------------- errors and API
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function detailOf(body, status) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && Array.isArray(body.detail)) {
+    return body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  }
+  return `the server answered ${status}`;
+}
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = new Error(detailOf(body, response.status));
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+// ----------------------------------------------------------------- setup
+async function init() {
+  try {
+    state.info = await api("/api/info");
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  const info = state.info;
+  const model = $("model");
+  for (const m of info.models) {
+    const option = new Option(m.name + (m.trained ? " (trained)" : " (interpolation)"), m.name);
+    model.add(option);
+  }
+  model.value = info.default_model;
+  model.addEventListener("change", fillScales);
+  fillScales();
+  $("accepted").textContent =
+    "Accepted: " + Object.values(info.upload_kinds).join(", ") +
+    `. At most ${formatBytes(info.max_upload_bytes)} and ` +
+    `${(info.max_pixels / 1e6).toPrecision(3)} million pixels.`;
+  $("privacy").textContent =
+    (info.deidentify
+      ? "DICOM uploads are de-identified on arrival (PS3.15 Basic Profile). "
+      : "DICOM uploads are NOT de-identified by this server. ") +
+    `Results are deleted after ${info.retention_hours} h.`;
+  $("study-link").hidden = !info.study;
+  for (const id of ["left-view", "right-view"]) {
+    for (const [value, label] of Object.entries(VIEW_LABELS)) $(id).add(new Option(label, value));
+  }
+  $("left-view").value = state.left;
+  $("right-view").value = state.right;
+  $("upload-form").addEventListener("submit", upload);
+  setupViewer();
+  window.addEventListener("hashchange", () => {
+    const m = /job=([0-9a-f]{16})/.exec(location.hash);
+    if (m && (!state.job || state.job.id !== m[1])) follow(m[1]);
+  });
+  const match = /job=([0-9a-f]{16})/.exec(location.hash);
+  if (match) follow(match[1]);
+  listJobs();
+}
+
+const KIND_LABELS = {
+  dicom: "DICOM",
+  "dicom-zip": "DICOM series",
+  nifti: "NIfTI",
+  png: "PNG",
+  jpeg: "JPEG",
+  tiff: "TIFF",
+};
+
+async function listJobs() {
+  let jobs;
+  try {
+    jobs = await api("/api/jobs");
+  } catch (e) {
+    return; // the list is a convenience; errors show where they matter
+  }
+  const body = document.querySelector("#jobs tbody");
+  body.innerHTML = "";
+  for (const job of jobs.slice(0, 20)) {
+    const row = body.insertRow();
+    const when = new Date(job.created_at * 1000);
+    row.insertCell().textContent = when.toLocaleString();
+    row.insertCell().textContent =
+      `${KIND_LABELS[job.kind] || job.kind} ${job.input_shape.join("×")}`;
+    row.insertCell().textContent = `${job.model} x${job.scale}`;
+    row.insertCell().textContent = job.status === "failed" ? "failed: " + job.error : job.status;
+    const link = document.createElement("a");
+    link.href = "#job=" + job.id;
+    link.textContent = job.status === "done" ? "open" : "follow";
+    row.insertCell().append(link);
+  }
+  $("jobs-panel").hidden = jobs.length === 0;
+  $("jobs-note").textContent = `(kept ${state.info.retention_hours} h)`;
+}
+
+function formatBytes(n) {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toPrecision(3)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toPrecision(3)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toPrecision(3)} KiB`;
+  return `${n} bytes`;
+}
+
+function fillScales() {
+  const m = state.info.models.find((x) => x.name === $("model").value);
+  const scale = $("scale");
+  scale.innerHTML = "";
+  for (const s of m.scales) scale.add(new Option("x" + s, String(s)));
+}
+
+// ----------------------------------------------------------------- upload and progress
+async function upload(event) {
+  event.preventDefault();
+  showError("");
+  const file = $("file").files[0];
+  if (!file) {
+    showError("choose a file first");
+    return;
+  }
+  if (file.size > state.info.max_upload_bytes) {
+    showError(`the file is larger than the limit of ${formatBytes(state.info.max_upload_bytes)}`);
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("model", $("model").value);
+  form.append("scale", $("scale").value);
+  $("submit").disabled = true;
+  $("progress-box").hidden = false;
+  $("stage").textContent = "uploading…";
+  $("progress").removeAttribute("value");
+  try {
+    const job = await api("/api/jobs", { method: "POST", body: form });
+    location.hash = "job=" + job.id;
+    await follow(job.id);
+  } catch (e) {
+    $("progress-box").hidden = true;
+    showError(e.message);
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+async function follow(id) {
+  $("progress-box").hidden = false;
+  $("viewer-panel").hidden = true;
+  for (;;) {
+    let job;
+    try {
+      job = await api("/api/jobs/" + id);
+    } catch (e) {
+      $("progress-box").hidden = true;
+      showError(e.message);
+      return;
+    }
+    const bar = $("progress");
+    if (job.progress_total > 0) {
+      bar.max = job.progress_total;
+      bar.value = job.progress_done;
+    } else {
+      bar.removeAttribute("value");
+    }
+    let text = job.stage;
+    if (job.status === "queued" && job.queue_position > 0) {
+      text += ` (${job.queue_position} job(s) ahead)`;
+    }
+    if (job.progress_total > 0 && job.status === "running") {
+      text += ` — ${job.progress_done}/${job.progress_total} tiles`;
+    }
+    $("stage").textContent = text;
+    if (job.status === "failed") {
+      listJobs();
+      $("progress-box").hidden = true;
+      showError("The job failed: " + job.error);
+      return;
+    }
+    if (job.status === "done") {
+      listJobs();
+      $("progress-box").hidden = true;
+      await showJob(job);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+// ----------------------------------------------------------------- the viewer
+async function showJob(job) {
+  state.job = job;
+  state.cache.clear();
+  state.plane = "axial";
+  $("plane").value = "axial";
+  state.window = job.window.slice();
+  $("preset").value = "auto";
+  resetSlider();
+  $("slice-bar").hidden = job.slices <= 1;
+  $("sr-caption").textContent = `SR (${job.model} x${job.scale})`;
+  $("viewer-panel").hidden = false;
+  $("download-native").href = job.downloads.native;
+  const fidelity = job.fidelity_psnr === null ? "∞" : job.fidelity_psnr.toFixed(1);
+  $("facts").textContent =
+    `${job.modality} · input ${job.input_shape.join("×")} (${job.input_spacing.join("×")} mm)` +
+    ` → output ${job.output_shape.join("×")} (${job.output_spacing.join("×")} mm)` +
+    ` · ${job.model} x${job.scale} in ${job.seconds.toFixed(1)} s` +
+    ` · fidelity ${fidelity} dB` +
+    (job.deidentified ? " · de-identified on arrival" : "");
+  syncWindowInputs();
+  await loadSlice();
+  fit();
+  $("viewer").dataset.ready = "1";
+}
+
+// Volume planes cut array axis 0 (axial), 1 (coronal) or 2 (sagittal) of (Z, Y, X).
+const PLANES = ["axial", "coronal", "sagittal"];
+
+function shapeOf(view) {
+  return view === "lr" ? state.job.input_shape : state.job.output_shape;
+}
+
+function sliceCount(view) {
+  return state.job.slices > 1 ? shapeOf(view)[PLANES.indexOf(state.plane)] : 1;
+}
+
+function resetSlider() {
+  const n = sliceCount("sr");
+  state.slice = Math.floor(n / 2);
+  $("slice").max = String(n - 1);
+  $("slice").value = String(state.slice);
+}
+
+// The slider counts SR slices; another view shows the slice at the same place.
+function viewIndex(view, slice) {
+  const n = sliceCount(view);
+  return Math.min(n - 1, Math.floor(((slice + 0.5) * n) / sliceCount("sr")));
+}
+
+// Height of one displayed row in units of one column's width (non-square pixels, slices).
+function rowScale() {
+  const sp = state.job.output_spacing;
+  if (sp.length === 2) return sp[0] / sp[1];
+  const [rows, cols] = { axial: [1, 2], coronal: [0, 2], sagittal: [0, 1] }[state.plane];
+  return sp[rows] / sp[cols];
+}
+
+async function fetchView(view, slice) {
+  const index = viewIndex(view, slice);
+  const key = `${state.plane}/${view}/${index}`;
+  if (state.cache.has(key)) return state.cache.get(key);
+  const response = await fetch(
+    `/api/jobs/${state.job.id}/views/${view}/${index}?plane=${state.plane}`
+  );
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    throw new Error(detailOf(body, response.status));
+  }
+  const shape = response.headers.get("X-Shape").split(",").map(Number);
+  const data = new Float32Array(await response.arrayBuffer());
+  const entry = { shape, data };
+  state.cache.set(key, entry);
+  if (state.cache.size > 60) state.cache.delete(state.cache.keys().next().value);
+  return entry;
+}
+
+async function loadSlice() {
+  try {
+    const entries = await Promise.all(Object.keys(VIEW_LABELS).map((v) => fetchView(v, state.slice)));
+    Object.keys(VIEW_LABELS).forEach((v, k) => state.canvases.set(v, { entry: entries[k] }));
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  $("slice-label").textContent = `${state.slice + 1} / ${sliceCount("sr")}`;
+  renderAll();
+}
+
+function renderPixels(view) {
+  const holder = state.canvases.get(view);
+  const { shape, data } = holder.entry;
+  const [h, w] = shape;
+  const color = shape.length === 3;
+  const canvas = holder.canvas || document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(w, h);
+  const out = image.data;
+  const [low, high] = state.window;
+  const k = 255 / Math.max(high - low, 1e-12);
+  const n = w * h;
+  for (let i = 0; i < n; i++) {
+    if (color) {
+      for (let c = 0; c < 3; c++) {
+        const v = (data[3 * i + c] - low) * k;
+        out[4 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+    } else {
+      let v = (data[i] - low) * k;
+      v = v < 0 ? 0 : v > 255 ? 255 : v;
+      out[4 * i] = out[4 * i + 1] = out[4 * i + 2] = v;
+    }
+    out[4 * i + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+  holder.canvas = canvas;
+}
+
+function outputSize() {
+  const sr = state.canvases.get("sr").entry.shape;
+  // the common image space: SR columns wide, SR rows (scaled to the column size) high
+  return [sr[1], sr[0] * rowScale()];
+}
+
+function drawView(ctx, view, width, height) {
+  const [w, h] = outputSize();
+  ctx.save();
+  ctx.setTransform(state.zoom, 0, 0, state.zoom, state.panX, state.panY);
+  // LR pixels shown as blocks, so that the input's real resolution is visible.
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(state.canvases.get(view).canvas, 0, 0, w, h);
+  ctx.restore();
+}
+
+function sizeCanvas(canvas) {
+  const rect = canvas.getBoundingClientRect();
+  const width = Math.max(1, Math.round(rect.width));
+  const height = Math.max(1, Math.round(rect.height));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  return [width, height];
+}
+
+function renderAll() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  for (const view of Object.keys(VIEW_LABELS)) renderPixels(view);
+  draw();
+}
+
+function draw() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  if (state.mode === "split") {
+    const canvas = $("split-canvas");
+    const [width, height] = sizeCanvas(canvas);
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, width, height);
+    const x = Math.round(state.split * width);
+    drawView(ctx, state.left, width, height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(x, 0, width - x, height);
+    ctx.clip();
+    ctx.fillRect(x, 0, width - x, height);
+    drawView(ctx, state.right, width, height);
+    ctx.restore();
+    $("divider").style.left = `${x}px`;
+    $("tag-left").textContent = VIEW_LABELS[state.left];
+    $("tag-right").textContent =
+      state.right === "sr" ? `SR (${state.job.model} x${state.job.scale})` : VIEW_LABELS[state.right];
+  } else {
+    for (const canvas of document.querySelectorAll("#side-view canvas")) {
+      const [width, height] = sizeCanvas(canvas);
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, width, height);
+      drawView(ctx, canvas.dataset.view, width, height);
+    }
+  }
+  const viewer = $("viewer");
+  viewer.dataset.zoom = state.zoom.toFixed(4);
+  viewer.dataset.split = state.split.toFixed(3);
+  viewer.dataset.slice = String(state.slice);
+  viewer.dataset.plane = state.plane;
+  viewer.dataset.window = state.window.map((v) => v.toFixed(2)).join(",");
+}
+
+function activeCanvas() {
+  return state.mode === "split" ? $("split-canvas") : document.querySelector("#side-view canvas");
+}
+
+function fit() {
+  if (!state.job || !state.canvases.has("sr")) return;
+  const canvas = activeCanvas();
+  const [width, height] = sizeCanvas(canvas);
+  const [w, h] = outputSize();
+  state.zoom = Math.min(width / w, height / h);
+  state.panX = (width - w * state.zoom) / 2;
+  state.panY = (height - h * state.zoom) / 2;
+  draw();
+}
+
+// ----------------------------------------------------------------- window / level
+function syncWindowInputs() {
+  const [low, high] = state.window;
+  $("wl-center").value = ((low + high) / 2).toFixed(1);
+  $("wl-width").value = (high - low).toFixed(1);
+}
+
+function setWindow(low, high) {
+  if (!(high > low)) return;
+  state.window = [low, high];
+  syncWindowInputs();
+  renderAll();
+}
+
+function applyPreset() {
+  const value = $("preset").value;
+  const job = state.job;
+  if (!job) return;
+  if (value === "auto") setWindow(job.window[0], job.window[1]);
+  else if (value === "custom") return;
+  else if (value === "full") setWindow(job.value_range[0], job.value_range[1] + 1e-6);
+  else {
+    const [c, w] = value.split(",").map(Number);
+    setWindow(c - w / 2, c + w / 2);
+  }
+}
+
+// ----------------------------------------------------------------- interaction
+function setupViewer() {
+  $("mode").addEventListener("change", () => {
+    state.mode = $("mode").value;
+    $("split-view").hidden = state.mode !== "split";
+    $("side-view").hidden = state.mode === "split";
+    for (const el of document.querySelectorAll(".split-only")) el.hidden = state.mode !== "split";
+    fit();
+  });
+  $("left-view").addEventListener("change", () => {
+    state.left = $("left-view").value;
+    draw();
+  });
+  $("right-view").addEventListener("change", () => {
+    state.right = $("right-view").value;
+    draw();
+  });
+  $("preset").addEventListener("change", applyPreset);
+  const fromInputs = () => {
+    const c = Number($("wl-center").value);
+    const w = Number($("wl-width").value);
+    if (Number.isFinite(c) && w > 0) {
+      $("preset").value = "custom";
+      setWindow(c - w / 2, c + w / 2);
+    }
+  };
+  $("wl-center").addEventListener("change", fromInputs);
+  $("wl-width").addEventListener("change", fromInputs);
+  $("reset-view").addEventListener("click", fit);
+  $("plane").addEventListener("change", async () => {
+    state.plane = $("plane").value;
+    resetSlider();
+    await loadSlice();
+    fit();
+  });
+  $("slice").addEventListener("input", () => {
+    state.slice = Number($("slice").value);
+    loadSlice();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) {
+      return;
+    }
+    if (!state.job || state.job.slices <= 1) return;
+    const step = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    const next = Math.min(sliceCount("sr") - 1, Math.max(0, state.slice + step));
+    if (next !== state.slice) {
+      state.slice = next;
+      $("slice").value = String(next);
+      loadSlice();
+    }
+    event.preventDefault();
+  });
+  for (const canvas of [$("split-canvas"), ...document.querySelectorAll("#side-view canvas")]) {
+    attachPanZoom(canvas);
+  }
+  attachDivider();
+  window.addEventListener("resize", () => draw());
+  $("download-png").addEventListener("click", (event) => {
+    if (!state.job) return;
+    const [low, high] = state.window;
+    const view = state.mode === "split" ? state.right : "sr";
+    event.currentTarget.href =
+      `/api/jobs/${state.job.id}/png?view=${view}&index=${viewIndex(view, state.slice)}` +
+      `&plane=${state.plane}&low=${low}&high=${high}`;
+  });
+}
+
+function attachPanZoom(canvas) {
+  let drag = null;
+  canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+  canvas.addEventListener("wheel", (event) => {
+    if (!state.job) return;
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    const x = event.clientX - rect.left;
+    const y = event.clientY - rect.top;
+    const factor = Math.exp(-event.deltaY * 0.0015);
+    const zoom = Math.min(64, Math.max(0.05, state.zoom * factor));
+    // keep the image point under the cursor in place
+    state.panX = x - ((x - state.panX) * zoom) / state.zoom;
+    state.panY = y - ((y - state.panY) * zoom) / state.zoom;
+    state.zoom = zoom;
+    draw();
+  });
+  canvas.addEventListener("pointerdown", (event) => {
+    if (!state.job) return;
+    canvas.setPointerCapture(event.pointerId);
+    const level = event.button === 2 || event.shiftKey;
+    drag = { x: event.clientX, y: event.clientY, level, window: state.window.slice() };
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    const dx = event.clientX - drag.x;
+    const dy = event.clientY - drag.y;
+    if (drag.level) {
+      const [low, high] = drag.window;
+      const width0 = high - low;
+      const centre = (low + high) / 2 + (dy * width0) / 256;
+      const width = Math.max(width0 * Math.exp(dx / 200), 1e-6);
+      $("preset").value = "custom";
+      setWindow(centre - width / 2, centre + width / 2);
+    } else {
+      state.panX += dx;
+      state.panY += dy;
+      drag.x = event.clientX;
+      drag.y = event.clientY;
+      draw();
+    }
+  });
+  const end = () => {
+    drag = null;
+  };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  canvas.addEventListener("dblclick", fit);
+}
+
+function attachDivider() {
+  const divider = $("divider");
+  let dragging = false;
+  divider.addEventListener("pointerdown", (event) => {
+    dragging = true;
+    divider.setPointerCapture(event.pointerId);
+    event.stopPropagation();
+  });
+  divider.addEventListener("pointermove", (event) => {
+    if (!dragging) return;
+    const rect = $("split-canvas").getBoundingClientRect();
+    state.split = Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width));
+    draw();
+  });
+  const end = () => {
+    dragging = false;
+  };
+  divider.addEventListener("pointerup", end);
+  divider.addEventListener("pointercancel", end);
+  divider.addEventListener("keydown", (event) => {
+    const step = { ArrowLeft: -0.02, ArrowRight: 0.02 }[event.key];
+    if (!step) return;
+    state.split = Math.min(1, Math.max(0, state.split + step));
+    draw();
+    event.preventDefault();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", init);

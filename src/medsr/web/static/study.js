@@ -1,0 +1,266 @@
+// medsr reader-study page: blinded items one at a time, answers saved after each one.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "medsr-reader-token";
+const state = { token: null, info: null, item: null, items: null, shownAt: 0, urls: [] };
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function detailOf(body, status) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && Array.isArray(body.detail)) {
+    return body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  }
+  return `the server answered ${status}`;
+}
+
+async function api(url, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const response = await fetch(url, Object.assign({}, options, { headers }));
+  if (response.headers.get("content-type") === "image/png" && response.ok) return response.blob();
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = new Error(detailOf(body, response.status));
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function show(panel) {
+  for (const id of ["login-panel", "item-panel", "done-panel"]) $(id).hidden = id !== panel;
+}
+
+async function init() {
+  try {
+    state.info = await api("/api/study");
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  document.title = state.info.title;
+  $("title").textContent = state.info.title;
+  buildForm();
+  $("login-form").addEventListener("submit", login);
+  $("answer-form").addEventListener("submit", submit);
+  $("previous").addEventListener("click", previous);
+  $("review").addEventListener("click", () => openPosition(1));
+  $("logout").addEventListener("click", logout);
+  const saved = localStorage.getItem(TOKEN_KEY);
+  if (saved) {
+    state.token = saved;
+    try {
+      await start();
+      return;
+    } catch (e) {
+      localStorage.removeItem(TOKEN_KEY);
+      state.token = null;
+    }
+  }
+  show("login-panel");
+}
+
+function buildForm() {
+  const info = state.info;
+  for (const scale of ["quality", "usefulness"]) {
+    const box = $(scale);
+    for (const [value, anchor] of Object.entries(info.anchors)) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = scale;
+      input.value = value;
+      label.append(input, ` ${value} — ${anchor}`);
+      box.append(label);
+    }
+  }
+  for (const [name, text] of Object.entries(info.flags)) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.name = "flag";
+    input.value = name;
+    label.append(input, " " + text);
+    $("flags").append(label);
+  }
+  for (const [name, text] of Object.entries(info.choices)) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "radio";
+    input.name = "choice";
+    input.value = name;
+    label.append(input, " " + text);
+    $("choices").append(label);
+  }
+  $("rating-fields").hidden = info.mode !== "rating";
+  $("pairwise-fields").hidden = info.mode !== "pairwise";
+}
+
+async function login(event) {
+  event.preventDefault();
+  showError("");
+  const token = $("token").value.trim();
+  try {
+    await api("/api/study/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  state.token = token;
+  localStorage.setItem(TOKEN_KEY, token);
+  await start();
+}
+
+function logout() {
+  localStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  $("who").textContent = "";
+  $("logout").hidden = true;
+  $("token").value = "";
+  show("login-panel");
+}
+
+async function start() {
+  const next = await api("/api/study/next");
+  $("who").textContent = next.reader;
+  $("logout").hidden = false;
+  state.items = await api("/api/study/items");
+  if (next.item === null) finish(next);
+  else await display(next.item, null);
+}
+
+function finish(progress) {
+  $("done-text").textContent =
+    `All ${progress.total} images answered — thank you. You may close this page; ` +
+    "you can still review and change your answers.";
+  show("done-panel");
+}
+
+async function openPosition(position) {
+  const entry = state.items[position - 1];
+  if (!entry) return;
+  try {
+    const item = await api("/api/study/items/" + entry.item_id);
+    await display(item, item.answer);
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+async function display(item, answer) {
+  state.item = item;
+  for (const url of state.urls) URL.revokeObjectURL(url);
+  state.urls = [];
+  const box = $("images");
+  box.innerHTML = "";
+  const sides = item.images.length === 2 ? ["Left", "Right"] : [""];
+  const blobs = await Promise.all(item.images.map((src) => api(src)));
+  blobs.forEach((blob, k) => {
+    const url = URL.createObjectURL(blob);
+    state.urls.push(url);
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = sides[k] ? `${sides[k]} image` : "image to rate";
+    figure.append(img);
+    if (sides[k]) {
+      const caption = document.createElement("figcaption");
+      caption.textContent = sides[k];
+      figure.append(caption);
+    }
+    box.append(figure);
+  });
+  $("answer-form").reset();
+  if (answer) {
+    for (const [name, value] of Object.entries(answer)) {
+      if (name === "flags") {
+        for (const flag of value) document.querySelector(`input[name=flag][value=${flag}]`).checked = true;
+      } else if (name === "comment") {
+        $("comment").value = value;
+      } else {
+        const input = document.querySelector(`input[name=${name}][value="${value}"]`);
+        if (input) input.checked = true;
+      }
+    }
+  }
+  $("position").textContent = `Image ${item.position} of ${item.total}`;
+  const answered = state.items ? state.items.filter((x) => x.answered).length : 0;
+  $("progress").max = item.total;
+  $("progress").value = answered;
+  $("previous").disabled = item.position <= 1;
+  state.shownAt = performance.now();
+  show("item-panel");
+  window.scrollTo(0, 0);
+}
+
+function checked(name) {
+  const input = document.querySelector(`input[name=${name}]:checked`);
+  return input ? input.value : null;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  showError("");
+  const comment = $("comment").value;
+  const elapsed_s = (performance.now() - state.shownAt) / 1000;
+  let body;
+  if (state.info.mode === "rating") {
+    const quality = checked("quality");
+    const usefulness = checked("usefulness");
+    if (quality === null || usefulness === null) {
+      showError("Please rate both image quality and diagnostic usefulness (1–5).");
+      return;
+    }
+    const flags = [...document.querySelectorAll("input[name=flag]:checked")].map((x) => x.value);
+    body = { quality: Number(quality), usefulness: Number(usefulness), flags, comment, elapsed_s };
+  } else {
+    const choice = checked("choice");
+    if (choice === null) {
+      showError("Please choose the better image (or no preference).");
+      return;
+    }
+    body = { choice, comment, elapsed_s };
+  }
+  $("save").disabled = true;
+  try {
+    await api(`/api/study/items/${state.item.item_id}/answer`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    state.items = await api("/api/study/items");
+    const position = state.item.position;
+    const later = state.items.find((x) => x.position > position && !x.answered);
+    const any = state.items.find((x) => !x.answered);
+    const next = later || any;
+    if (!next) {
+      finish({ total: state.items.length });
+    } else {
+      await openPosition(next.position);
+    }
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    $("save").disabled = false;
+  }
+}
+
+async function previous() {
+  if (state.item && state.item.position > 1) await openPosition(state.item.position - 1);
+}
+
+document.addEventListener("DOMContentLoaded", init);

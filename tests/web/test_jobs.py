@@ -1,0 +1,133 @@
+"""The on-disk job queue: restarts, retention, workers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from medsr.errors import ConfigError
+from medsr.io import Image, read
+from medsr.web.jobs import JobManager, ModelChoice, UnknownJobError
+
+MODELS = {
+    name: ModelChoice(name=name, spec=name, scales=(2, 3, 4)) for name in ("nearest", "bicubic")
+}
+
+
+def _reader(folder, record):
+    return read(next(folder.iterdir()))
+
+
+def _manager(tmp_path, **options):
+    options.setdefault("read_upload", _reader)
+    return JobManager(tmp_path / "data", models=MODELS, **options)
+
+
+def _submit(manager, ct_file, *, model="nearest", image=None):
+    job_id, folder = manager.new_job_dir()
+    (folder / "upload" / "input.dcm").write_bytes(ct_file.read_bytes())
+    return manager.submit(job_id, kind="dicom", model=model, scale=2, image=image)
+
+
+def test_finished_results_survive_a_restart(tmp_path, ct_file):
+    manager = _manager(tmp_path)
+    manager.start()
+    record = _submit(manager, ct_file)
+    manager.wait_idle()
+    manager.stop()
+    done = manager.get(record.id)
+    assert done.status == "done"
+    sr = manager.view_slice(record.id, "sr", 0)
+
+    again = _manager(tmp_path)  # a new server process on the same data directory
+    restored = again.get(record.id)
+    assert restored.status == "done" and restored.output_shape == [256, 256]
+    np.testing.assert_array_equal(again.view_slice(record.id, "sr", 0), sr)
+    assert again.result_path(record.id).is_file()
+
+
+def test_unfinished_jobs_are_queued_again_after_a_restart(tmp_path, ct_file):
+    manager = _manager(tmp_path)  # never started: the job stays queued, as if killed
+    record = _submit(manager, ct_file)
+    path = tmp_path / "data" / "jobs" / record.id / "job.json"
+    data = json.loads(path.read_text())
+    data["status"] = "running"  # killed mid-run
+    path.write_text(json.dumps(data))
+    lost = _submit(manager, ct_file)
+    (tmp_path / "data" / "jobs" / lost.id / "upload" / "input.dcm").unlink()
+    (tmp_path / "data" / "jobs" / lost.id / "upload").rmdir()
+
+    again = _manager(tmp_path)
+    assert again.get(record.id).status == "queued"
+    assert again.get(lost.id).status == "failed"
+    assert "upload again" in again.get(lost.id).error
+    again.start()
+    again.wait_idle()
+    again.stop()
+    assert again.get(record.id).status == "done"
+    assert not (tmp_path / "data" / "jobs" / record.id / "upload").exists()
+
+
+def test_retention_by_age_and_count(tmp_path, ct_file):
+    image = read(ct_file)
+    manager = _manager(tmp_path, retention_hours=1.0, max_jobs=3)
+    manager.start()
+    ids = []
+    for _ in range(4):
+        ids.append(_submit(manager, ct_file, image=image).id)
+        manager.wait_idle()
+    manager.stop()
+    kept = [r.id for r in manager.list()]
+    assert sorted(kept) == sorted(ids[1:])  # the oldest beyond max_jobs went
+    assert not (tmp_path / "data" / "jobs" / ids[0]).exists()
+    with pytest.raises(UnknownJobError):
+        manager.get(ids[0])
+    assert manager.cleanup(now=time.time() + 1800) == []
+    removed = manager.cleanup(now=time.time() + 3601)
+    assert sorted(removed) == sorted(ids[1:])
+    assert list((tmp_path / "data" / "jobs").iterdir()) == []
+
+
+def test_a_failing_job_reports_its_error_and_the_worker_goes_on(tmp_path, ct_file):
+    broken_ids = set()
+
+    def broken(folder, record):
+        from medsr.errors import CorruptFileError
+
+        if record.id in broken_ids:
+            raise CorruptFileError(folder / "input.dcm", "pixel data is truncated")
+        return _reader(folder, record)
+
+    manager = _manager(tmp_path, read_upload=broken)
+    job_id, folder = manager.new_job_dir()
+    broken_ids.add(job_id)
+    (folder / "upload" / "input.dcm").write_bytes(ct_file.read_bytes())
+    manager.start()
+    bad = manager.submit(job_id, kind="dicom", model="nearest", scale=2)
+    good = _submit(manager, ct_file)
+    manager.wait_idle()
+    manager.stop()
+    assert manager.get(bad.id).status == "failed"
+    assert manager.get(bad.id).error == "pixel data is truncated"  # no server path
+    assert manager.get(good.id).status == "done"
+
+
+def test_two_workers_run_jobs_at_once(tmp_path, ct_file):
+    image = Image(array=np.zeros((64, 64), np.float32), spacing=(1.0, 1.0))
+    manager = _manager(tmp_path, workers=2)
+    manager.start()
+    records = [_submit(manager, ct_file, image=image) for _ in range(4)]
+    manager.wait_idle()
+    manager.stop()
+    assert all(manager.get(r.id).status == "done" for r in records)
+    assert len({r.id for r in records}) == 4
+
+
+def test_bad_options():
+    with pytest.raises(ConfigError, match="workers"):
+        JobManager("x", models=MODELS, read_upload=_reader, workers=0)
+    with pytest.raises(ConfigError, match="retention"):
+        JobManager("x", models=MODELS, read_upload=_reader, retention_hours=0)
