@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import convert, deidentify, info, models, pair, prepare, study
+from medsr.cli import benchmark, convert, deidentify, evaluate, info, models, pair, prepare, study
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -25,6 +25,8 @@ COMMANDS: dict[str, ModuleType] = {
     "study": study,
     "prepare": prepare,
     "pair": pair,
+    "evaluate": evaluate,
+    "benchmark": benchmark,
 }
 
 
