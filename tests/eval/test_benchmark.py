@@ -33,7 +33,7 @@ def _config(prepared: Path, **kw):
         "metrics": ["psnr", "ssim", "mae", "nrmse_mean", "vif"],
         "regions": [
             {"name": "brain", "mask": "brain"},
-            {"name": "lesion", "mask": "zscore:1", "datasets": ["brain-mri"]},
+            {"name": "lesion", "mask": "zscore:1", "datasets": ["brain-mri"], "volumes": "Flair"},
         ],
         "region_metrics": ["psnr", "ssim"],
         "tables": [
@@ -83,6 +83,8 @@ def test_benchmark_writes_tables_figures_and_resumes(prepared: Path, tmp_path: P
     assert "PSNR (dB) in lesion | PSNR (dB) outside lesion" in md  # brain tumour style
     # the pooled table leaves out the unit-bound metrics
     pooled = md.split("### All datasets")[1].split("###")[0]
+    lesion_rows = [r for r in rows if r["lesion_fraction"] == r["lesion_fraction"]]
+    assert lesion_rows and all("Flair" in r["volume_id"] for r in lesion_rows)
     assert "MAE ↓" not in pooled and "PSNR (dB) ↑" in pooled
     assert md.count("**") > 10  # bold best cells
     assert "<table>" in html and "<script" not in html

@@ -70,3 +70,10 @@ def test_figure_grid_checks_shapes_and_box() -> None:
         figure_grid(lr=hr[::4, ::4], outputs=[], hr=hr, window=(0, 1), box=(20, 20, 16))
     with pytest.raises(ConfigError, match="SR shape"):
         figure_grid(lr=hr[::4, ::4], outputs=[("x", hr[:16])], hr=hr, window=(0, 1), box=(0, 0, 8))
+
+
+def test_detail_box_keeps_a_margin_from_the_border() -> None:
+    image = _textured(at=(0, 0))  # the texture touches the corner
+    assert detail_box(image, size=16, margin=0) == (0, 0, 16)
+    top, left, _ = detail_box(image, size=16)  # default margin: 16 // 4
+    assert top >= 4 and left >= 4

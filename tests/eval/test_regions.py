@@ -51,3 +51,8 @@ def test_region_masks() -> None:
     assert not flat.any()
     only_ct = Region("body", "threshold", low=-500.0, datasets=("chest-ct",))
     assert only_ct.applies_to("chest-ct") and not only_ct.applies_to("spine-mri")
+    flair = parse_region("lesion=zscore:2", volumes="Flair")
+    assert flair.applies_to("brats", "brats/pat0003/Flair_x")
+    assert not flair.applies_to("brats", "brats/pat0003/T1c_x")
+    with pytest.raises(ConfigError, match="volumes"):
+        parse_region("brain", volumes="(")

@@ -266,13 +266,14 @@ def _method(data: Any, where: str) -> MethodConfig:
 
 
 def _region(data: Any, where: str) -> Region:
-    d = _check_keys(data, ("name", "mask", "datasets"), where)
+    d = _check_keys(data, ("name", "mask", "datasets", "volumes"), where)
     name = _get(d, "name", where, "str")
     mask = _get(d, "mask", where, "str")
     if "=" in mask:
         raise ConfigError(f"{where}.mask: give the name in 'name', not in {mask!r}")
     datasets = _get(d, "datasets", where, "strs?", None)
-    return parse_region(f"{name}={mask}", datasets=datasets)
+    volumes = _get(d, "volumes", where, "str?", None)
+    return parse_region(f"{name}={mask}", datasets=datasets, volumes=volumes)
 
 
 def _table(data: Any, where: str, extra_metrics: tuple[str, ...]) -> TableConfig:

@@ -182,7 +182,11 @@ class EvalSettings:
             "max_slices_per_volume": self.max_slices_per_volume,
             "metrics": list(self.metrics),
             "regions": [
-                {"spec": r.spec(), "datasets": None if r.datasets is None else list(r.datasets)}
+                {
+                    "spec": r.spec(),
+                    "datasets": None if r.datasets is None else list(r.datasets),
+                    "volumes": r.volumes,
+                }
                 for r in self.regions
             ],
             "region_metrics": list(self.region_metrics),
@@ -363,7 +367,7 @@ class Evaluator:
         file_mask = item["mask"][0].numpy() if row.has_mask else None
         masks: dict[str, np.ndarray | None] = {}
         for region in self.settings.regions:
-            if not region.applies_to(row.dataset):
+            if not region.applies_to(row.dataset, row.volume_id):
                 masks[region.name] = None
                 continue
             stats = (

@@ -44,12 +44,16 @@ def detail_box(
     foreground: np.ndarray | None = None,
     min_foreground: float = 0.9,
     multiple: int = 1,
+    margin: int | None = None,
 ) -> Box:
     """The ``size`` x ``size`` square of ``hr`` ``(H, W)`` with the highest gradient energy
     (sum of squared finite differences) among squares with at least ``min_foreground`` of
     their pixels in ``foreground`` (all squares when none qualifies or without a
     foreground). ``multiple``: top and left are multiples of it (the scale, so the inset
-    falls on whole LR pixels). Ties go to the first square in raster order."""
+    falls on whole LR pixels). ``margin``: pixels kept between the square and the image
+    border (default ``size // 4``; the outermost pixels carry the interpolations' border
+    effects rather than detail), dropped when the image is too small for it. Ties go to the
+    first square in raster order."""
     hr = np.asarray(hr, dtype=np.float64)
     if hr.ndim != 2:
         raise ConfigError(f"detail_box needs an (H, W) image, got shape {hr.shape}")
@@ -60,6 +64,11 @@ def detail_box(
     energy = _window_sums(gx * gx + gy * gy, size)
     candidates = np.zeros(energy.shape, dtype=bool)
     candidates[::multiple, ::multiple] = True
+    margin = size // 4 if margin is None else margin
+    inner = np.zeros(energy.shape, dtype=bool)
+    inner[margin : energy.shape[0] - margin, margin : energy.shape[1] - margin] = True
+    if (candidates & inner).any():
+        candidates &= inner
     if foreground is not None:
         fg = _window_sums(np.asarray(foreground, dtype=np.float64), size) / (size * size)
         good = candidates & (fg >= min_foreground)

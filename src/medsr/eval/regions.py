@@ -58,7 +58,9 @@ class Region:
     """One region: ``name`` (column prefix), ``kind`` and its parameters.
 
     ``datasets``: when given, only rows of these datasets get the region (NaN elsewhere),
-    e.g. a threshold in HU that means nothing for MR.
+    e.g. a threshold in HU that means nothing for MR. ``volumes``: a regular expression
+    searched in the ``volume_id``; only matching volumes get the region (e.g. ``Flair`` for a
+    FLAIR hyperintensity proxy).
     """
 
     name: str
@@ -67,8 +69,16 @@ class Region:
     high: float | None = None
     z: float | None = None
     datasets: tuple[str, ...] | None = None
+    volumes: str | None = None
 
     def __post_init__(self) -> None:
+        if self.volumes is not None:
+            try:
+                re.compile(self.volumes)
+            except re.error as error:
+                raise ConfigError(
+                    f"region {self.name}: volumes {self.volumes!r}: {error}"
+                ) from None
         if not _NAME.match(self.name):
             raise ConfigError(
                 f"region name {self.name!r} must start with a letter and hold only letters, "
@@ -88,8 +98,11 @@ class Region:
     def needs_file_mask(self) -> bool:
         return self.kind in ("file", "zscore")
 
-    def applies_to(self, dataset: str) -> bool:
-        return self.datasets is None or dataset in self.datasets
+    def applies_to(self, dataset: str, volume_id: str = "") -> bool:
+        """Whether rows of this dataset and volume get the region."""
+        if self.datasets is not None and dataset not in self.datasets:
+            return False
+        return self.volumes is None or re.search(self.volumes, volume_id) is not None
 
     def spec(self) -> str:
         """The ``NAME=KIND:ARGS`` text that :func:`parse_region` reads back."""
@@ -120,6 +133,8 @@ class Region:
             )
         if self.datasets is not None:
             text += f"; only for dataset(s) {', '.join(self.datasets)}"
+        if self.volumes is not None:
+            text += f"; only for volumes matching `{self.volumes}`"
         return text
 
     def mask(
@@ -160,7 +175,9 @@ def _number(text: str, what: str) -> float | None:
     return value
 
 
-def parse_region(text: str, *, datasets: tuple[str, ...] | None = None) -> Region:
+def parse_region(
+    text: str, *, datasets: tuple[str, ...] | None = None, volumes: str | None = None
+) -> Region:
     """Read ``[NAME=]KIND[:ARGS]`` (see the module docstring) into a :class:`Region`."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"a region is NAME=KIND[:ARGS], got {text!r}")
@@ -180,7 +197,7 @@ def parse_region(text: str, *, datasets: tuple[str, ...] | None = None) -> Regio
     if kind == "file":
         if args.strip():
             raise ConfigError(f"region {text!r}: {kind_word} takes no arguments")
-        return Region(name=name, kind=kind, datasets=datasets)
+        return Region(name=name, kind=kind, datasets=datasets, volumes=volumes)
     if kind == "threshold":
         low_text, comma, high_text = args.partition(",")
         if not comma:
@@ -191,8 +208,9 @@ def parse_region(text: str, *, datasets: tuple[str, ...] | None = None) -> Regio
             low=_number(low_text, f"region {text!r} LOW"),
             high=_number(high_text, f"region {text!r} HIGH"),
             datasets=datasets,
+            volumes=volumes,
         )
     z = _number(args, f"region {text!r} Z")
     if z is None:
         raise ConfigError(f"region {text!r}: write zscore:Z, e.g. zscore:2")
-    return Region(name=name, kind=kind, z=z, datasets=datasets)
+    return Region(name=name, kind=kind, z=z, datasets=datasets, volumes=volumes)
