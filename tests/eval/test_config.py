@@ -31,7 +31,13 @@ def test_defaults_and_full_schema() -> None:
         region_metrics=["psnr", "ssim"],
         regions=[
             {"name": "brain", "mask": "file"},
-            {"name": "lesion", "mask": "zscore:2", "datasets": ["brain-mri-brats2013"]},
+            {
+                "name": "lesion",
+                "mask": "zscore:2",
+                "datasets": ["brain-mri-brats2013"],
+                "volumes": "Flair",
+                "min_pixels": 250,
+            },
         ],
         tables=[
             {"style": "lumbar_spine", "datasets": ["spine-mri"]},
@@ -44,6 +50,7 @@ def test_defaults_and_full_schema() -> None:
     )
     assert [r.name for r in full.regions] == ["brain", "lesion"]
     assert full.regions[1].datasets == ("brain-mri-brats2013",)
+    assert (full.regions[1].volumes, full.regions[1].min_pixels) == ("Flair", 250)
     assert full.tables[1].columns == ("ssim", "nrmse_mean_unit", "mae", "vif")
     assert full.figures.per_dataset == 0 and full.figures.items[0].inset == (0, 0, 32)
 
@@ -64,6 +71,7 @@ def test_defaults_and_full_schema() -> None:
         ({"tables": [{"style": "brain_tumour", "region": "x"}]}, "not one of the regions"),
         ({"tables": [{"style": "brats"}], "metrics": ["psnr", "ssim"]}, "needs metric"),
         ({"regions": [{"name": "a", "mask": "blob"}]}, "unknown region kind"),
+        ({"regions": [{"name": "a", "mask": "file", "min_pixels": 0}]}, "min_pixels must be >= 1"),
         ({"figures": {"items": [{"volume_id": "a", "slice_index": 1, "inset": [1, 2]}]}}, "inset"),
         ({"figures": {"methods": ["lanczos"]}}, "not methods"),
         ({"degradation": "bicubic"}, "neither a YAML file nor NAME_xS"),

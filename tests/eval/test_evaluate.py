@@ -105,6 +105,15 @@ def test_region_columns_with_masks_and_nan_without(prepared: Path) -> None:
         assert math.isnan(row["brain_fraction"]) and math.isnan(row["brain_ssim_inside"])
 
 
+def test_regions_smaller_than_min_pixels_are_left_out(prepared: Path) -> None:
+    small = parse_region("lesion=zscore:1", min_pixels=10_000)  # more than a 48x48 slice
+    rows = run_evaluation([_interp("bicubic")], _settings(prepared, regions=(small,)))
+    brain = rows_by(rows, dataset="brain-mri")
+    assert all(0 < r["lesion_fraction"] < 1 for r in brain)  # the fraction is still given
+    assert all(math.isnan(r["lesion_psnr_inside"]) for r in brain)
+    assert all("fewer than min_pixels=10000" in r["notes"] for r in brain)
+
+
 def test_threshold_region_on_every_dataset(prepared: Path) -> None:
     settings = _settings(prepared, regions=(parse_region("bright=threshold:30,"),))
     rows = run_evaluation([_interp("bilinear")], settings)

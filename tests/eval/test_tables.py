@@ -86,6 +86,12 @@ def test_ties_at_the_displayed_precision_are_all_bold() -> None:
     assert summary.best("psnr") == {"a", "b"}  # 30.00 and 30.00 at 2 decimals
 
 
+def test_no_bold_for_a_negative_error() -> None:
+    rows = _rows({"a": [(30.0, -0.1), (31.0, -0.2)], "b": [(29.0, -0.3), (30.0, -0.4)]})
+    summary = summarise(rows, methods=["a", "b"], columns=["mae"])
+    assert summary.best("mae") == set()
+
+
 def test_no_bold_for_differences_or_a_single_method() -> None:
     summary = summarise(ROWS, methods=["bicubic", "net"], columns=["r_ssim_difference"])
     assert summary.best("r_ssim_difference") == set()

@@ -266,14 +266,15 @@ def _method(data: Any, where: str) -> MethodConfig:
 
 
 def _region(data: Any, where: str) -> Region:
-    d = _check_keys(data, ("name", "mask", "datasets", "volumes"), where)
+    d = _check_keys(data, ("name", "mask", "datasets", "volumes", "min_pixels"), where)
     name = _get(d, "name", where, "str")
     mask = _get(d, "mask", where, "str")
     if "=" in mask:
         raise ConfigError(f"{where}.mask: give the name in 'name', not in {mask!r}")
     datasets = _get(d, "datasets", where, "strs?", None)
     volumes = _get(d, "volumes", where, "str?", None)
-    return parse_region(f"{name}={mask}", datasets=datasets, volumes=volumes)
+    min_pixels = _get(d, "min_pixels", where, "int", 1)
+    return parse_region(f"{name}={mask}", datasets=datasets, volumes=volumes, min_pixels=min_pixels)
 
 
 def _table(data: Any, where: str, extra_metrics: tuple[str, ...]) -> TableConfig:

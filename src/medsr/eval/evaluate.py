@@ -186,6 +186,7 @@ class EvalSettings:
                     "spec": r.spec(),
                     "datasets": None if r.datasets is None else list(r.datasets),
                     "volumes": r.volumes,
+                    "min_pixels": r.min_pixels,
                 }
                 for r in self.regions
             ],
@@ -511,10 +512,20 @@ class Evaluator:
         b = settings.border
         inner = mask[b : mask.shape[0] - b, b : mask.shape[1] - b]
         out[f"{region.name}_fraction"] = float(inner.mean()) if inner.size else math.nan
-        if not inner.any() or inner.all():
+        inside = int(inner.sum())
+        outside = int(inner.size - inside)
+        if min(inside, outside) < region.min_pixels:
             out.update(nan_columns)
-            side = "empty" if not inner.any() else "the whole image"
-            notes.append(f"{region.name}: region is {side}")
+            if inside == 0:
+                notes.append(f"{region.name}: region is empty")
+            elif outside == 0:
+                notes.append(f"{region.name}: region is the whole image")
+            else:
+                side = "inside" if inside < outside else "outside"
+                notes.append(
+                    f"{region.name}: {min(inside, outside)} px {side}, fewer than "
+                    f"min_pixels={region.min_pixels}"
+                )
             return
         with _quiet("medsr.metrics.roi"):
             results = region_metrics(

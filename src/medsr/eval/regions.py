@@ -60,7 +60,9 @@ class Region:
     ``datasets``: when given, only rows of these datasets get the region (NaN elsewhere),
     e.g. a threshold in HU that means nothing for MR. ``volumes``: a regular expression
     searched in the ``volume_id``; only matching volumes get the region (e.g. ``Flair`` for a
-    FLAIR hyperintensity proxy).
+    FLAIR hyperintensity proxy). ``min_pixels``: a region with fewer pixels on a slice (or
+    with fewer outside it) gives NaN for that row, e.g. to keep the few scattered voxels of
+    a lesion proxy on slices without a lesion out of the tables.
     """
 
     name: str
@@ -70,8 +72,13 @@ class Region:
     z: float | None = None
     datasets: tuple[str, ...] | None = None
     volumes: str | None = None
+    min_pixels: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.min_pixels, bool) or not isinstance(self.min_pixels, int):
+            raise ConfigError(f"region {self.name}: min_pixels must be an integer")
+        if self.min_pixels < 1:
+            raise ConfigError(f"region {self.name}: min_pixels must be >= 1, got {self.min_pixels}")
         if self.volumes is not None:
             try:
                 re.compile(self.volumes)
@@ -135,6 +142,8 @@ class Region:
             text += f"; only for dataset(s) {', '.join(self.datasets)}"
         if self.volumes is not None:
             text += f"; only for volumes matching `{self.volumes}`"
+        if self.min_pixels > 1:
+            text += f"; slices where it has fewer than {self.min_pixels} pixels are left out"
         return text
 
     def mask(
@@ -176,7 +185,11 @@ def _number(text: str, what: str) -> float | None:
 
 
 def parse_region(
-    text: str, *, datasets: tuple[str, ...] | None = None, volumes: str | None = None
+    text: str,
+    *,
+    datasets: tuple[str, ...] | None = None,
+    volumes: str | None = None,
+    min_pixels: int = 1,
 ) -> Region:
     """Read ``[NAME=]KIND[:ARGS]`` (see the module docstring) into a :class:`Region`."""
     if not isinstance(text, str) or not text.strip():
@@ -197,7 +210,9 @@ def parse_region(
     if kind == "file":
         if args.strip():
             raise ConfigError(f"region {text!r}: {kind_word} takes no arguments")
-        return Region(name=name, kind=kind, datasets=datasets, volumes=volumes)
+        return Region(
+            name=name, kind=kind, datasets=datasets, volumes=volumes, min_pixels=min_pixels
+        )
     if kind == "threshold":
         low_text, comma, high_text = args.partition(",")
         if not comma:
@@ -209,8 +224,11 @@ def parse_region(
             high=_number(high_text, f"region {text!r} HIGH"),
             datasets=datasets,
             volumes=volumes,
+            min_pixels=min_pixels,
         )
     z = _number(args, f"region {text!r} Z")
     if z is None:
         raise ConfigError(f"region {text!r}: write zscore:Z, e.g. zscore:2")
-    return Region(name=name, kind=kind, z=z, datasets=datasets, volumes=volumes)
+    return Region(
+        name=name, kind=kind, z=z, datasets=datasets, volumes=volumes, min_pixels=min_pixels
+    )

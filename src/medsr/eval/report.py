@@ -364,7 +364,8 @@ def build_report(
         blocks.append(Heading("Regions", 2))
         for region in config.regions:
             blocks.append(Heading(f"Region `{region.name}`", 3))
-            blocks.append(Paragraph(region.describe().capitalize() + "."))
+            text = region.describe()
+            blocks.append(Paragraph(text[:1].upper() + text[1:] + "."))
             for split in config.splits:
                 for dataset in sorted({r["dataset"] for r in rows}):
                     usable = [

@@ -8,7 +8,9 @@ Markdown and to self-contained HTML.
   :func:`region_table` turn summaries into :class:`Table` blocks; the best method of each
   column is bold, following the column's direction (:func:`direction`): higher PSNR, SSIM,
   MS-SSIM, VIF and consistency PSNR; lower MSE, MAE, NRMSE, GMSD, LPIPS and runtime. Ties
-  at the displayed precision are all bold. Region differences have no direction.
+  at the displayed precision are all bold. Region differences have no direction, and a
+  lower-is-better column with a negative mean (NRMSE by a negative ground-truth mean) has
+  no best.
 * :func:`to_markdown` and :func:`to_html` render a list of blocks (headings, paragraphs,
   lists, tables, figures).
 """
@@ -195,6 +197,9 @@ class Summary:
             if math.isfinite(self.cells[(m, column)].description.mean)
         }
         if len(means) < 2:
+            return set()
+        if d == "lower" and min(means.values()) < 0:
+            # a lower-is-better error below zero (NRMSE by a negative mean) has no "best"
             return set()
         best_value = max(means.values()) if d == "higher" else min(means.values())
         shown = format_number(best_value, column)
