@@ -417,7 +417,9 @@ def build_report(
         "↓ lower is better); ties at the displayed precision are all bold.",
         "p-values: paired two-sided Wilcoxon signed-rank test (scipy) of each method against "
         f"{reference} on the images both have, zero differences dropped; no correction for "
-        "multiple comparisons.",
+        "multiple comparisons. When every image favours the same method the exact p-value is "
+        "the smallest possible for n images (2 / 2^n), whatever the metric. Slices of one "
+        "volume are not independent: read p-values as consistency across images.",
         "`NRMSE (mean)` divides the RMSE by the ground truth's mean in physical units; it is "
         "meaningless where that mean is near zero or negative (CT in HU, the z-scored BraTS "
         "volumes, whose background is about -3). `NRMSE (mean, [0, 1])` is the same ratio on "
