@@ -91,3 +91,15 @@ class WeightsNotFoundError(MedsrError):
 
     medsr never downloads weights; the message says where it looked and how to provide them.
     """
+
+
+class TrainingError(MedsrError):
+    """Training cannot go on: e.g. too many non-finite (NaN/Inf) steps in a row. The message
+    says where the last good training state is."""
+
+
+class InferenceError(MedsrError):
+    """Running a model failed: out of memory on a tile, non-finite output, a broken ONNX file.
+
+    Never swallowed: a failed tile is an error, not a black tile in the output.
+    """

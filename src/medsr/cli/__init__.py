@@ -14,7 +14,21 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medsr import __version__
-from medsr.cli import benchmark, convert, deidentify, evaluate, info, models, pair, prepare, study
+from medsr.cli import (
+    benchmark,
+    convert,
+    deidentify,
+    demo,
+    evaluate,
+    export,
+    info,
+    models,
+    pair,
+    prepare,
+    study,
+    train,
+    upscale,
+)
 from medsr.errors import MedsrError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -25,6 +39,10 @@ COMMANDS: dict[str, ModuleType] = {
     "study": study,
     "prepare": prepare,
     "pair": pair,
+    "train": train,
+    "upscale": upscale,
+    "export": export,
+    "demo": demo,
     "evaluate": evaluate,
     "benchmark": benchmark,
 }

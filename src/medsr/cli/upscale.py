@@ -1,0 +1,435 @@
+"""``medsr upscale INPUT... -o OUT``: super-resolve images, DICOM series and volumes.
+
+Every input is read, super-resolved with :func:`medsr.infer.upscale_image` and written in
+its own format (a DICOM series as a derived series, NIfTI with a rescaled affine, PNG/TIFF in
+the source bit depth) under OUT. A folder that holds DICOM files directly is one series (one
+input per series when it holds several); any other folder is searched recursively and its
+tree is mirrored under OUT. A failed input is reported and the others still run; the exit
+status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
+from medsr.errors import ConfigError, FileError, MedsrError, WriteError
+from medsr.infer.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_OVERLAP,
+    DEFAULT_SCALE,
+    DEFAULT_TILE,
+    DEVICES,
+    ENGINES,
+    PRECISIONS,
+)
+from medsr.io import WRITABLE, read, write
+from medsr.io.image import Image
+from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
+from medsr.io.write import SUFFIXES
+
+if TYPE_CHECKING:
+    from medsr.infer.model_source import SRModel
+    from medsr.infer.upscale import UpscaleResult
+
+logger = logging.getLogger(__name__)
+
+# The output format of each input format (MAT and JPEG are not written: NPZ keeps the spacing,
+# PNG is lossless).
+OUTPUT_FORMATS = {
+    "dicom": "dicom",
+    "nifti": "nifti",
+    "png": "png",
+    "jpeg": "png",
+    "tiff": "tiff",
+    "npy": "npy",
+    "npz": "npz",
+    "mat": "npz",
+}
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "upscale",
+        help="super-resolve images, DICOM series and volumes",
+        description=(
+            "Super-resolve each INPUT (an image file, a DICOM series folder, a NIfTI volume, or "
+            "a folder of studies, searched recursively) and write the result under OUT in the "
+            "input's format: a DICOM series becomes a derived series (new series of the same "
+            "study, marked not for primary diagnosis), NIfTI keeps a rescaled affine, PNG/TIFF "
+            "keep their bit depth. Intensities stay in the input's physical units (HU stays HU). "
+            f"Default model: {DEFAULT_MODEL} (no trained medsr model is shipped yet; "
+            f"{DEFAULT_MODEL} was the best interpolation on the bundled samples)."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output folder (the inputs' names or relative tree are kept under it); with a "
+        "single input, a file name with a suffix (.png, .nii.gz, .dcm...) is used as is",
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"an interpolation (nearest, bilinear, bicubic, lanczos), a checkpoint folder, an "
+        f".onnx file from `medsr export`, or ESRGAN .pth/.safetensors weights "
+        f"(default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help=f"scale factor (interpolation: default {DEFAULT_SCALE}; a trained model's own "
+        "scale must match)",
+    )
+    p.add_argument(
+        "--axis",
+        default="in-plane",
+        help="in-plane (every slice grows), through-plane (the slice axis 0 grows: for "
+        "thick-slice volumes) or an array axis 0/1/2 to grow through-plane",
+    )
+    p.add_argument("--format", choices=WRITABLE, help="output format (default: the input's)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help=f"tile size in input pixels, 0 for whole slices (default {DEFAULT_TILE})",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"tile overlap in input pixels (default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"tiles per model call (default: about one {DEFAULT_TILE}x{DEFAULT_TILE} tile's "
+        "worth of input pixels; 8 times that on a GPU)",
+    )
+    p.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA, else CPU")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16/fp16 autocast on a GPU (ignored on the CPU)",
+    )
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the 8 flips/rotations (8x slower, often slightly better)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="torch or onnxruntime (default: torch; onnxruntime for .onnx models)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output")
+    add_deidentify_arguments(p)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One input: a file or a DICOM series folder, and where its output goes (relative)."""
+
+    path: Path
+    stem: Path  # output path relative to OUT, without the format's suffix
+    series_uid: str | None = None
+
+    @property
+    def label(self) -> str:
+        # the output name, not the SeriesInstanceUID: UIDs are identifiers (PS3.15)
+        return str(self.path) + (f" ({self.stem.name})" if self.series_uid else "")
+
+
+def _strip_suffix(name: str) -> str:
+    suffix = suffix_of(Path(name))
+    return name[: -len(suffix)] if suffix else name
+
+
+def _is_dicom_file(path: Path) -> bool:
+    if path.name.upper() == "DICOMDIR":
+        return False
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return sniff(path) == "dicom"
+    except OSError:
+        return False
+
+
+def _is_image_file(path: Path) -> bool:
+    if suffix_of(path) in SUFFIX_FORMATS:
+        return True
+    try:
+        return sniff(path) is not None
+    except OSError:
+        return False
+
+
+def _series_jobs(folder: Path, stem: Path, dicom_files: list[Path]) -> list[Job]:
+    from medsr.io.dicom import list_series
+
+    groups = list_series(dicom_files)
+    if len(groups) <= 1:
+        return [Job(folder, stem)]
+    jobs = []
+    for k, (uid, members) in enumerate(sorted(groups.items()), start=1):
+        number = members[0][1].get("SeriesNumber")
+        name = f"series-{number}" if number not in (None, "") else f"series-{k}"
+        jobs.append(Job(folder, stem / name, series_uid=uid))
+    return jobs
+
+
+def discover(paths: list[str]) -> tuple[list[Job], list[str]]:
+    """Jobs for the command-line inputs, and the files skipped (not images)."""
+    jobs: list[Job] = []
+    skipped: list[str] = []
+
+    def walk(folder: Path, stem: Path) -> None:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        files = [p for p in entries if p.is_file()]
+        dicom_files = [p for p in files if _is_dicom_file(p)]
+        if dicom_files:
+            jobs.extend(_series_jobs(folder, stem, dicom_files))
+        for path in files:
+            if path in dicom_files or path.name.upper() == "DICOMDIR":
+                continue
+            if _is_image_file(path):
+                jobs.append(Job(path, stem / _strip_suffix(path.name)))
+            else:
+                skipped.append(str(path))
+        for sub in entries:
+            if sub.is_dir():
+                walk(sub, stem / sub.name)
+
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            has_dicom = any(p.is_file() and _is_dicom_file(p) for p in path.iterdir())
+            # a series folder keeps its name under OUT; a folder of studies is mirrored
+            walk(path, Path(path.resolve().name) if has_dicom else Path())
+        else:
+            # missing or unreadable files become a failed job with a clear error
+            jobs.append(Job(path, Path(_strip_suffix(path.name))))
+    return jobs, skipped
+
+
+def output_path(job: Job, image: Image, out: Path, fmt: str, single: bool) -> Path:
+    """Where ``job``'s output goes: a file, or a folder for a DICOM series."""
+    if single and suffix_of(out) and not out.is_dir():
+        return out
+    base = out / job.stem
+    if fmt == "dicom":
+        source = image.source
+        multiframe = source is not None and source.frame_order is not None
+        if image.is_volume and not multiframe:
+            return base
+        return base.with_name(base.name + ".dcm")
+    return base.with_name(base.name + SUFFIXES[fmt])
+
+
+# -- running -----------------------------------------------------------------------------------
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+def _spacing(spacing: tuple[float, ...]) -> str:
+    return "x".join(f"{s:.3g}" for s in spacing)
+
+
+def _fidelity(value: float) -> str:
+    return "inf dB" if math.isinf(value) else f"{value:.1f} dB"
+
+
+@dataclass
+class Outcome:
+    job: Job
+    output: Path | None = None
+    image: Image | None = None
+    result: UpscaleResult | None = None
+    seconds: float = 0.0
+    clipped: int = 0
+    error: str | None = None
+
+
+def _describe_model(model: SRModel) -> str:
+    kind = "interpolation" if not model.trained else "trained"
+    note = ""
+    from medsr.models import PRETRAINED
+
+    if not model.trained and not PRETRAINED:
+        note = "; no trained medsr model is shipped yet"
+    return f"{model.name} x{model.scale} ({kind}{note})"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from medsr.infer.model_source import load_model
+    from medsr.infer.runtime import get_runner
+
+    model = load_model(args.model, scale=args.scale)
+    runner = get_runner(
+        model,
+        engine=args.engine,
+        device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        threads=args.threads,
+        self_ensemble=args.self_ensemble,
+    )
+    jobs, skipped = discover(args.inputs)
+    if not jobs:
+        raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
+    out = Path(args.output)
+    state = deidentification_state(args)
+    print(f"model: {_describe_model(model)}; {runner.description}")
+    for path in skipped:
+        print(f"skipped {path} (not an image)")
+
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    outcomes: list[Outcome] = []
+    used: set[Path] = set()
+    with progress:
+        overall = progress.add_task("inputs", total=len(jobs))
+        for job in jobs:
+            task = progress.add_task(job.path.name, total=None)
+
+            def report(done: int, total: int, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            outcome = _process(job, model, args, out, len(jobs) == 1, state, report, used)
+            progress.remove_task(task)
+            progress.advance(overall)
+            outcomes.append(outcome)
+            if outcome.error is None:
+                print(_summary_line(outcome, model))
+            else:
+                print(f"FAILED {job.label}: {outcome.error}", file=sys.stderr)
+    _print_table(outcomes, model)
+    failed = sum(o.error is not None for o in outcomes)
+    print(
+        f"{len(outcomes) - failed} of {len(outcomes)} inputs upscaled"
+        + (f", {failed} failed" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _process(job, model, args, out, single, state, report, used) -> Outcome:
+    from medsr.infer.upscale import fit_to_output, upscale_image
+
+    outcome = Outcome(job)
+    start = time.perf_counter()
+    try:
+        image = read(job.path, series_uid=job.series_uid)
+        outcome.image = image
+        source_format = image.source.format if image.source is not None else "npy"
+        fmt = args.format or OUTPUT_FORMATS.get(source_format, "npz")
+        target = output_path(job, image, out, fmt, single)
+        if target in used:
+            raise ConfigError(f"output {target} would be written twice (inputs with one name)")
+        used.add(target)
+        if not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
+            raise WriteError(target, "already exists (pass --overwrite to replace it)")
+        result = upscale_image(
+            image,
+            model,
+            axis=args.axis,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            self_ensemble=args.self_ensemble,
+            engine=args.engine,
+            threads=args.threads,
+            progress=report,
+        )
+        output, outcome.clipped = fit_to_output(result.image, fmt)
+        written = write(
+            output,
+            target,
+            format=fmt,
+            overwrite=args.overwrite,
+            description=f"{model.name} x{model.scale}",
+            deidentify=state,
+        )
+        outcome.result = result
+        outcome.output = target if len(written) != 1 else written[0]
+    except FileError as error:  # its message starts with the file; say it once
+        outcome.error = error.problem if error.path == job.path else str(error)
+    except MedsrError as error:
+        outcome.error = str(error)
+    except Exception as error:  # a bug: report it, keep going with the other inputs
+        if getattr(args, "debug", False):
+            raise
+        logger.debug("unexpected error on %s", job.label, exc_info=True)
+        outcome.error = f"unexpected {type(error).__name__}: {error} (a bug in medsr; --debug)"
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _summary_line(o: Outcome, model: SRModel) -> str:
+    assert o.image is not None and o.result is not None
+    sr = o.result.image
+    return (
+        f"ok {o.job.label} -> {o.output}: {_shape(o.image.array.shape)} -> "
+        f"{_shape(sr.array.shape)}, spacing {_spacing(o.image.spacing)} -> "
+        f"{_spacing(sr.spacing)} mm, {model.name} x{model.scale} {o.result.axis}, "
+        f"{o.seconds:.1f} s, fidelity {_fidelity(o.result.fidelity_psnr)}"
+        + (f"; {o.clipped} pixel(s) outside the source's stored range clipped" if o.clipped else "")
+    )
+
+
+def _print_table(outcomes: list[Outcome], model: SRModel) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"medsr upscale: {model.name} x{model.scale}")
+    for name in ("input", "output", "shape", "spacing (mm)", "time", "fidelity", "status"):
+        table.add_column(name)
+    for o in outcomes:
+        if o.error is None and o.result is not None and o.image is not None:
+            table.add_row(
+                o.job.label,
+                str(o.output),
+                f"{_shape(o.image.array.shape)} -> {_shape(o.result.image.array.shape)}",
+                f"{_spacing(o.image.spacing)} -> {_spacing(o.result.image.spacing)}",
+                f"{o.seconds:.1f} s",
+                _fidelity(o.result.fidelity_psnr),
+                "ok",
+            )
+        else:
+            table.add_row(o.job.label, "", "", "", f"{o.seconds:.1f} s", "", "FAILED")
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)

@@ -1,0 +1,322 @@
+"""Running a model on a batch: device, precision, memory format, compile, ONNX Runtime, ensemble.
+
+A *runner* is a callable ``(B, C_in, h, w) float32 CPU tensor -> (B, C_out, s*h, s*w) float32
+CPU tensor`` that hides where and how the model runs. :func:`get_runner` builds one for an
+:class:`~medsr.infer.model_source.SRModel` (and caches it on the model, so a compiled model
+or an ONNX Runtime session is built once per run). Every runner raises
+:class:`~medsr.errors.InferenceError` when the device runs out of memory or the model
+returns NaN/inf: a failed tile is an error, never a black tile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medsr.errors import ConfigError, InferenceError
+from medsr.infer.defaults import DEVICES, ENGINES, PRECISIONS
+from medsr.infer.model_source import SRModel
+
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "Runner",
+    "ensemble",
+    "get_runner",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU. ``"cuda"`` without CUDA is an error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (name in ("cpu", "cuda") or name.startswith("cuda:")):
+        raise ConfigError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """bf16/fp16 run only on a GPU; on the CPU they are ignored with a warning (fp32 is used)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "fp32" and device.type != "cuda":
+        logger.warning("precision %s is only used on a GPU; running in fp32 on the CPU", precision)
+        return "fp32"
+    return precision
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+    )
+
+
+@contextlib.contextmanager
+def memory_errors(what: str) -> Iterator[None]:
+    """Turn an out-of-memory error of the wrapped model call into an InferenceError."""
+    try:
+        yield
+    except Exception as error:
+        if _is_out_of_memory(error):
+            raise InferenceError(
+                f"out of memory while running the model on {what}; use a smaller --tile "
+                f"(and --batch-size 1), fp16/bf16 on a GPU, or the CPU ({error})"
+            ) from error
+        raise
+
+
+def _check_output(y: Tensor, x: Tensor, scale: int, out_channels: int, what: str) -> None:
+    expected = (x.shape[0], out_channels, x.shape[2] * scale, x.shape[3] * scale)
+    if tuple(y.shape) != expected:
+        raise InferenceError(
+            f"the model returned shape {tuple(y.shape)} for input {tuple(x.shape)} on {what}; "
+            f"expected {expected} (x{scale}, {out_channels} channel(s))"
+        )
+    # one reduction first (cheap); the full check only if the sum is not finite
+    if not bool(torch.isfinite(y.sum())) and not bool(torch.isfinite(y).all()):
+        raise InferenceError(
+            f"the model returned NaN or infinite values on {what} (with fp16, try bf16 or fp32)"
+        )
+
+
+@dataclass(eq=False)
+class Runner:
+    """A model bound to a device and a precision: ``runner(x) -> y`` on CPU float32 tensors.
+
+    ``x`` is ``(B, C_in, h, w)`` in the model's normalised units; ``y`` is ``(B, C_out, s*h,
+    s*w)``. ``description`` says how it runs (for summaries and benchmarks).
+    """
+
+    fn: Callable[[Tensor], Tensor]
+    scale: int
+    out_channels: int
+    device: torch.device
+    precision: str
+    engine: str
+    description: str
+
+    def __call__(self, x: Tensor, *, what: str = "a tile") -> Tensor:
+        with memory_errors(what):
+            y = self.fn(x)
+        _check_output(y, x, self.scale, self.out_channels, what)
+        return y
+
+
+def ensemble(runner: Runner) -> Runner:
+    """The 8-fold self-ensemble: the mean over the 4 rotations x 2 flips (each undone).
+
+    Exactly the plain output for a model that commutes with flips and 90-degree rotations;
+    otherwise a smoother, usually slightly more accurate estimate at 8 times the cost.
+    """
+
+    def fn(x: Tensor) -> Tensor:
+        total: Tensor | None = None
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(-2, -1))
+                if flip:
+                    t = t.flip(-1)
+                y = runner.fn(t)
+                if flip:
+                    y = y.flip(-1)
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                total = y if total is None else total.add_(y)
+        assert total is not None
+        return total.div_(8.0)
+
+    return Runner(
+        fn=fn,
+        scale=runner.scale,
+        out_channels=runner.out_channels,
+        device=runner.device,
+        precision=runner.precision,
+        engine=runner.engine,
+        description=f"{runner.description}, self-ensemble x8",
+    )
+
+
+def get_runner(
+    model: SRModel,
+    *,
+    engine: str | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    threads: int | None = None,
+    self_ensemble: bool = False,
+) -> Runner:
+    """A runner for ``model`` (cached on it by these options).
+
+    ``engine``: ``"torch"`` or ``"onnxruntime"`` (default: the model's own; a PyTorch model
+    asked to run on ONNX Runtime is exported in memory first). ``threads``: CPU threads
+    (default: PyTorch's / ONNX Runtime's own choice, one per physical core).
+    """
+    engine = engine or model.engine
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
+    key = (engine, str(dev), precision, channels_last, compile, threads)
+    runner = model._runners.get(key)
+    if runner is None:
+        runner = _build_runner(model, engine, dev, precision, channels_last, compile, threads)
+        model._runners[key] = runner
+    return ensemble(runner) if self_ensemble else runner
+
+
+def _build_runner(
+    model: SRModel,
+    engine: str,
+    dev: torch.device,
+    precision: str,
+    channels_last: bool,
+    compile: bool,
+    threads: int | None,
+) -> Runner:
+    if engine == "torch":
+        if model.module is None:
+            raise ConfigError(
+                f"{model.name} is an ONNX model: run it with --engine onnxruntime (or give "
+                "the PyTorch checkpoint it was exported from)"
+            )
+        return _torch_runner(model, dev, precision, channels_last, compile, threads)
+    if precision != "fp32":
+        raise ConfigError("the onnxruntime engine runs fp32 models only; use --engine torch")
+    if channels_last or compile:
+        logger.warning("--channels-last and --compile apply to the torch engine only")
+    return _onnx_runner(model, dev, threads)
+
+
+def _torch_runner(
+    model: SRModel,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    compile: bool,
+    threads: int | None,
+) -> Runner:
+    assert model.module is not None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    module = model.module.eval()
+    if device.type != "cpu" or channels_last:
+        # .to() converts a module in place: keep the CPU master untouched for other runners
+        module = copy.deepcopy(module).to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    forward: Callable[[Tensor], Tensor] = module
+    if compile:
+        # freezing: weights become constants, so inductor can fold them and prepack the
+        # convolution weights (the main CPU gain); fine for inference-only use
+        forward = torch.compile(module, options={"freezing": True})  # type: ignore[assignment]
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=_AUTOCAST[precision])
+        if precision in _AUTOCAST
+        else contextlib.nullcontext()
+    )
+
+    def fn(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            xd = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            with autocast:
+                y = forward(xd)
+            return y.float().to("cpu").contiguous()
+
+    parts = [f"torch on {device}", precision]
+    if channels_last:
+        parts.append("channels-last")
+    if compile:
+        parts.append("compiled")
+    return Runner(
+        fn=fn,
+        scale=model.scale,
+        out_channels=model.out_channels,
+        device=device,
+        precision=precision,
+        engine="torch",
+        description=", ".join(parts),
+    )
+
+
+def _onnx_runner(model: SRModel, device: torch.device, threads: int | None) -> Runner:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(
+            "the onnxruntime engine needs onnxruntime: pip install 'medsr[onnx]'"
+        ) from None
+    data = model.onnx
+    if data is None:
+        from medsr.infer.export import export_onnx_bytes
+
+        data = export_onnx_bytes(model)
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(
+                "onnxruntime here has no CUDA provider (install onnxruntime-gpu) ; use "
+                "--device cpu or --engine torch"
+            )
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(data, options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise InferenceError(
+            f"{model.name}: ONNX Runtime cannot load the model ({error})"
+        ) from error
+    input_name = session.get_inputs()[0].name
+    multiple = model.size_multiple
+
+    def fn(x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                (y,) = session.run(None, {input_name: x.contiguous().numpy()})
+            except Exception as error:  # onnxruntime's errors are not typed in Python
+                if "alloc" in str(error).lower() or "memory" in str(error).lower():
+                    raise RuntimeError(f"out of memory: {error}") from error
+                raise InferenceError(f"{model.name}: ONNX Runtime failed ({error})") from error
+        out = torch.from_numpy(y)
+        s = model.scale
+        return out[..., : h * s, : w * s].contiguous() if (pad_h or pad_w) else out
+
+    return Runner(
+        fn=fn,
+        scale=model.scale,
+        out_channels=model.out_channels,
+        device=device,
+        precision="fp32",
+        engine="onnxruntime",
+        description=f"onnxruntime ({providers[0]})",
+    )

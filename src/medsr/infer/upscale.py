@@ -1,0 +1,495 @@
+"""``upscale_image(image, model) -> UpscaleResult``: super-resolve an Image in physical units.
+
+Pipeline: fit (or take) the model's normaliser -> normalised planes -> model (tiled, batched,
+optionally self-ensembled; 2.5D models get neighbouring slices as channels) -> fidelity
+check in normalised units -> inverse normalisation -> ``Image.regrid`` (spacing, origin and
+source header follow, so ``medsr.io.write`` produces a derived series, a rescaled NIfTI
+affine, a PNG in the source bit depth...).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from medsr.errors import ConfigError
+from medsr.infer.defaults import AXES, DEFAULT_OVERLAP, DEFAULT_TILE, PIXELS_PER_CALL
+from medsr.infer.model_source import SRModel, load_model, wrap_module
+from medsr.infer.planes import through_plane
+from medsr.infer.runtime import Runner, get_runner
+from medsr.infer.tiling import plan_tiles, tiled_apply
+from medsr.io.image import Image
+from medsr.metrics import consistency_psnr
+from medsr.transforms.degrade import Bicubic, Degradation, along_axis
+from medsr.transforms.intensity import Normaliser
+
+__all__ = [
+    "AXES",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_TILE",
+    "PIXELS_PER_CALL",
+    "UpscaleResult",
+    "auto_batch_size",
+    "fidelity_operator",
+    "fidelity_psnr",
+    "fit_to_output",
+    "resolve_axis",
+    "stored_range",
+    "super_resolve_stack",
+    "upscale_image",
+]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)`` in tiles (model calls count their tiles)."""
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    """The super-resolved image and how it was made.
+
+    ``fidelity_psnr``: PSNR (dB) of the SR output degraded again by the model's noise-free
+    training degradation against the normalised input (data range 1 = the normaliser's
+    window); higher means the output explains its input better (``inf``: exactly). It is
+    necessary, not sufficient: invented detail finer than the input pixels is invisible to it.
+    ``timings``: seconds for ``normalise``, ``model``, ``fidelity``, ``denormalise``,
+    ``total``.
+    """
+
+    image: Image
+    fidelity_psnr: float
+    normaliser: Normaliser
+    model_name: str
+    scale: int
+    axis: str
+    runner: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "scale": self.scale,
+            "axis": self.axis,
+            "runner": self.runner,
+            "output_shape": list(self.image.array.shape),
+            "output_spacing": list(self.image.spacing),
+            "fidelity_psnr": self.fidelity_psnr,
+            "normaliser": self.normaliser.to_dict(),
+            "timings": dict(self.timings),
+        }
+
+
+def resolve_axis(axis: str | int, image: Image) -> int | None:
+    """None for in-plane SR; else the array axis to super-resolve (through-plane)."""
+    if isinstance(axis, str) and axis.lstrip("-").isdigit():
+        axis = int(axis)
+    if axis == "in-plane":
+        return None
+    if not image.is_volume:
+        raise ConfigError(
+            f"--axis {axis}: a 2D image {image.spatial_shape} has no slice axis; use in-plane"
+        )
+    if axis == "through-plane":
+        axis = 0
+        thickest = int(np.argmax(image.spacing))
+        if image.spacing[thickest] > 1.5 * image.spacing[0]:
+            logger.warning(
+                "through-plane SR along axis 0 (spacing %.3g mm), but axis %d is coarser "
+                "(%.3g mm); pass --axis %d to super-resolve that one",
+                image.spacing[0],
+                thickest,
+                image.spacing[thickest],
+                thickest,
+            )
+        return 0
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ConfigError(f"unknown axis {axis!r}; choose from in-plane, through-plane, 0, 1, 2")
+    if not -3 <= axis < 3:
+        raise ConfigError(f"axis {axis} is out of range for a volume (0, 1 or 2)")
+    return axis % 3
+
+
+# -- the stack engine ---------------------------------------------------------------------------
+def _neighbour_inputs(stack: Tensor, index: Tensor, channels: int) -> Tensor:
+    """``(b, channels, H, W)``: for each index, its ``channels`` neighbours along the stack
+    (edge replicated), from a ``(N, 1, H, W)`` stack."""
+    half = channels // 2
+    offsets = torch.arange(-half, half + 1)
+    picks = (index[:, None] + offsets[None, :]).clamp_(0, stack.shape[0] - 1)
+    return stack[picks.reshape(-1), 0].reshape(len(index), channels, *stack.shape[-2:])
+
+
+def super_resolve_stack(
+    stack: Tensor,
+    runner: Runner,
+    model: SRModel,
+    *,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int | None = None,
+    reduce: Callable[[Tensor], Tensor] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Tensor:
+    """Super-resolve every plane of ``stack`` ``(N, C, H, W)`` (normalised): ``(N, C, s*H, s*W)``
+    (or what ``reduce`` makes of each ``(b, C, s*H, s*W)`` batch).
+
+    ``C`` is 1 (grey) or 3 (RGB, for an RGB model). A grey stack given to an RGB model is
+    replicated to 3 channels and the output channels averaged; a 2.5D model gets each plane's
+    neighbours along ``N`` as channels (edge planes replicated).
+
+    ``batch_size`` is the number of tiles per model call; None picks it from a pixel budget
+    (:func:`auto_batch_size`), so many small planes share a call while large tiles go
+    one at a time.
+    """
+    if stack.ndim != 4:
+        raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
+    n, c = stack.shape[:2]
+    rgb_model = model.in_channels == 3 and model.out_channels == 3
+    if c == 3 and not rgb_model:
+        raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
+    if c not in (1, 3):
+        raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
+    plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
+    if batch_size is None:
+        batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
+    planes_per_chunk = max(1, batch_size // plan.count)
+    out: Tensor | None = None
+    for start in range(0, n, planes_per_chunk):
+        index = torch.arange(start, min(start + planes_per_chunk, n))
+        if model.is_2_5d:
+            x = _neighbour_inputs(stack, index, model.in_channels)
+        elif rgb_model and c == 1:
+            x = stack[index].expand(-1, 3, -1, -1)
+        else:
+            x = stack[index]
+        x = x.to(torch.float32).contiguous()
+        y = tiled_apply(
+            runner,
+            x,
+            scale=model.scale,
+            out_channels=runner.out_channels,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            on_batch=on_batch,
+        )
+        if rgb_model and c == 1:
+            y = y.mean(dim=1, keepdim=True)
+        if reduce is not None:
+            y = reduce(y)
+        if out is None:
+            out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
+        out[start : start + len(index)] = y
+    assert out is not None
+    return out
+
+
+def auto_batch_size(tile_pixels: int, device_type: str) -> int:
+    """Tiles per model call so that a call sees about :data:`PIXELS_PER_CALL` input pixels
+    (8 times more on a GPU): the memory of one default tile, whatever the tile shape."""
+    budget = PIXELS_PER_CALL * (8 if device_type == "cuda" else 1)
+    return max(1, budget // max(tile_pixels, 1))
+
+
+def _tile_count(h: int, w: int, tile: int | None, overlap: int, scale: int) -> int:
+    return plan_tiles(h, w, tile=tile, overlap=overlap, scale=scale).count
+
+
+# -- fidelity -----------------------------------------------------------------------------------
+def fidelity_psnr(
+    sr: np.ndarray | Tensor,
+    lr: np.ndarray | Tensor,
+    degradation: Degradation,
+    *,
+    axis: int | None = None,
+    color: bool = False,
+) -> float:
+    """Consistency PSNR (dB, data range 1) of normalised ``sr`` against normalised ``lr``.
+
+    Arrays in image layout: ``(Y, X)`` or ``(Z, Y, X)``, with a trailing RGB axis when
+    ``color``. ``axis`` None: ``degradation`` (factors ``(s, s)``) is applied to every
+    in-plane slice; else it must have factors ``(s, 1)`` and is applied along that axis of
+    the volume. All pixels are pooled into one PSNR.
+    """
+    srt = torch.as_tensor(sr)
+    lrt = torch.as_tensor(lr)
+    if color:
+        srt, lrt = srt.movedim(-1, 0), lrt.movedim(-1, 0)
+    else:
+        srt, lrt = srt[None], lrt[None]
+    # (G, [Z,] Y, X): G groups (channels); every plane is a channel of one batch item
+    if axis is None:
+        sr4 = srt.reshape(1, -1, *srt.shape[-2:])
+        lr4 = lrt.reshape(1, -1, *lrt.shape[-2:])
+        value = consistency_psnr(sr4, lr4, degrade=degradation, data_range=1.0)
+        return float(value[0])
+    squared, count = 0.0, 0
+    for g in range(srt.shape[0]):
+        again = along_axis(degradation, srt[g], axis=axis)
+        diff = again.double() - lrt[g].double()
+        squared += float((diff * diff).sum())
+        count += diff.numel()
+    mse = squared / count
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def fidelity_operator(deg: Degradation, scale: int, *, through_plane: bool) -> Degradation:
+    """The degradation the fidelity check applies: ``deg`` when its factors fit the mode
+    (``(s, s)`` in-plane, ``(s, 1)`` through-plane), else antialiased bicubic that fits."""
+    wanted = (scale, 1) if through_plane else (scale, scale)
+    if deg.factors == wanted:
+        return deg
+    if not through_plane:
+        logger.warning(
+            "the model's training degradation has factors %s, not %s: the fidelity check "
+            "uses antialiased bicubic instead",
+            deg.factors,
+            wanted,
+        )
+    # For through-plane SR a 2D model's degradation acts on both axes; its analogue along the
+    # slice axis alone is bicubic along that axis (the default degradation restricted to it).
+    return Degradation((Bicubic(scale=wanted, antialias=True, clip=False),))
+
+
+# -- the image pipeline -------------------------------------------------------------------------
+def upscale_image(
+    image: Image,
+    model: SRModel | str | nn.Module,
+    *,
+    axis: str | int = "in-plane",
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    self_ensemble: bool = False,
+    engine: str | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> UpscaleResult:
+    """Super-resolve ``image`` with ``model``; the output is in the input's physical units.
+
+    Args:
+        image: a 2D image ``(Y, X)``, a volume ``(Z, Y, X)`` or either in RGB.
+        model: an :class:`SRModel`, anything :func:`load_model` resolves, or a generator
+            module (wrapped with the default policies).
+        axis: ``"in-plane"`` (every ``(Y, X)`` slice grows by the scale), ``"through-plane"``
+            (axis 0, the slice axis, grows; the 2D model runs on the orthogonal planes, see
+            :mod:`medsr.infer.planes`), or an array axis 0-2 to grow through-plane.
+        tile, overlap: tile size and overlap in input pixels (``tile`` None or 0: whole
+            planes). See :mod:`medsr.infer.tiling`.
+        batch_size: tiles (or whole planes) per model call; default: as many as make
+            ``tile**2`` input pixels (8 times that on a GPU), at least 1.
+        device: ``"auto"`` (CUDA, else CPU), ``"cpu"``, ``"cuda"``.
+        precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` autocast on a GPU (ignored on the
+            CPU with a warning).
+        channels_last, compile: PyTorch options (see docs/inference.md, "Performance").
+        self_ensemble: average over the 8 flips/rotations (8x the time).
+        engine: ``"torch"`` or ``"onnxruntime"`` (default: the model's own).
+        threads: CPU threads (default: the engine's choice).
+        progress: ``progress(done, total)`` called after each model call.
+
+    Colour images: an RGB model gets the RGB planes; any other model runs on each channel
+    separately (one normaliser for the whole image). A grey image given to an RGB model is
+    replicated to 3 channels and the output averaged. The output is float32 and unclipped;
+    :func:`fit_to_output` clips (and rounds) it to what the source's bit depth stores before
+    writing, as ``medsr upscale`` does.
+    """
+    t_start = time.perf_counter()
+    if isinstance(model, nn.Module):
+        model = wrap_module(model)
+    elif not isinstance(model, SRModel):
+        model = load_model(model)
+    along = resolve_axis(axis, image)
+    runner = get_runner(
+        model,
+        engine=engine,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        threads=threads,
+        self_ensemble=self_ensemble,
+    )
+    s = model.scale
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    normaliser = model.normalisation.fit(image)
+    norm = np.asarray(normaliser.forward(image.array), dtype=np.float32)
+    timings["normalise"] = time.perf_counter() - t
+
+    rgb_model = model.in_channels == 3 and model.out_channels == 3
+    groups: list[Tensor]  # each (N, C, H, W) in-plane or a grey (Z, Y, X) volume
+    base = torch.from_numpy(norm)
+    if image.color and rgb_model and along is None:
+        vol = base if image.is_volume else base[None]
+        groups = [vol.permute(0, 3, 1, 2)]
+    elif image.color:
+        groups = [base[..., k] for k in range(3)]
+    else:
+        groups = [base]
+    if along is None:  # stacks of planes (N, C, H, W); a 2D image is a stack of one
+        groups = [g if g.ndim == 4 else (g[None] if g.ndim == 2 else g)[:, None] for g in groups]
+
+    total = 0
+    for g in groups:
+        if along is None:
+            total += g.shape[0] * _tile_count(g.shape[-2], g.shape[-1], tile, overlap, s)
+        else:
+            vol = g.movedim(along, 0)
+            z, a, b = vol.shape
+            total += a * _tile_count(z, b, tile, overlap, s) + b * _tile_count(
+                z, a, tile, overlap, s
+            )
+    done = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    t = time.perf_counter()
+    outputs = []
+    for g in groups:
+
+        def sr_stack(stack: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+            return super_resolve_stack(
+                stack,
+                runner,
+                model,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                reduce=reduce,
+                on_batch=on_batch,
+            )
+
+        if along is None:
+            y = sr_stack(g)  # (N, C, sH, sW)
+            outputs.append(y)
+        else:
+            outputs.append(through_plane(g, sr_stack, scale=s, axis=along))
+    timings["model"] = time.perf_counter() - t
+
+    sr = _assemble(
+        outputs, image, along_none=along is None, rgb_in_stack=len(groups) == 1 and image.color
+    )
+
+    t = time.perf_counter()
+    degradation = fidelity_operator(
+        model.consistency_degradation(), s, through_plane=along is not None
+    )
+    fidelity = fidelity_psnr(sr, norm, degradation, axis=along, color=image.color)
+    timings["fidelity"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    physical = np.asarray(normaliser.inverse(sr), dtype=np.float32)
+    del sr
+    mask = image.mask
+    if mask is not None:
+        for ax in (image.ndim - 2, image.ndim - 1) if along is None else (along,):
+            mask = np.repeat(mask, s, axis=ax)
+    out_image = image.regrid(physical, mask=mask)
+    timings["denormalise"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    return UpscaleResult(
+        image=out_image,
+        fidelity_psnr=fidelity,
+        normaliser=normaliser,
+        model_name=model.name,
+        scale=s,
+        axis="in-plane" if along is None else f"through-plane (axis {along})",
+        runner=runner.description,
+        timings=timings,
+    )
+
+
+def _assemble(
+    outputs: list[Tensor], image: Image, *, along_none: bool, rgb_in_stack: bool
+) -> np.ndarray:
+    """Model outputs back to the image layout: ``([Z,] Y, X[, 3])`` float32 numpy."""
+    if along_none:
+        if rgb_in_stack:
+            arr = outputs[0].permute(0, 2, 3, 1)  # (N, sH, sW, 3)
+        else:
+            arr = (
+                torch.stack([o[:, 0] for o in outputs], dim=-1) if image.color else outputs[0][:, 0]
+            )
+        if not image.is_volume:
+            arr = arr[0]
+    else:
+        arr = torch.stack(outputs, dim=-1) if image.color else outputs[0]
+    return np.ascontiguousarray(arr.numpy(), dtype=np.float32)
+
+
+# -- writing back -------------------------------------------------------------------------------
+def stored_range(image: Image, fmt: str) -> tuple[float, float, bool] | None:
+    """``(low, high, integer)``: the physical values that writing ``image`` as ``fmt`` can keep,
+    when the output keeps the source's integer bit depth; None for float output.
+
+    DICOM (from a DICOM source): the stored range through RescaleSlope/Intercept (the writer
+    rounds). PNG/TIFF from an integer PNG/JPEG/TIFF, NIfTI from an integer NIfTI: the
+    integer range of the source's bit depth (values are rounded here).
+    """
+    from medsr.io.dicom_write import _rescale, _stored_range
+
+    src = image.source
+    if src is None or image.color:
+        return None
+    if fmt == "dicom" and src.format == "dicom" and src.datasets:
+        ds = src.datasets[0]
+        low, high, _ = _stored_range(ds)
+        slope, intercept = _rescale(ds)
+        ends = sorted((intercept + slope * low, intercept + slope * high))
+        return ends[0], ends[1], False
+    same_kind = (fmt == "nifti" and src.format == "nifti") or (
+        fmt in ("png", "tiff") and src.format in ("png", "jpeg", "tiff")
+    )
+    if not same_kind or src.bits_stored is None:
+        return None
+    bits = src.bits_stored
+    if src.signed:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1, True
+    return 0.0, 2.0**bits - 1, True
+
+
+def fit_to_output(image: Image, fmt: str) -> tuple[Image, int]:
+    """``image`` clipped (and rounded, for integer formats) to what ``fmt`` keeps of the
+    source's bit depth, and the number of pixels clipped.
+
+    SR overshoots (interpolation ringing, a network's output) can leave the stored range, e.g.
+    below -1024 HU next to air. Without this, PNG/TIFF writers would rescale non-integer
+    values min..max (changing every intensity) and NIfTI would clip silently.
+    """
+    limits = stored_range(image, fmt)
+    if limits is None:
+        return image, 0
+    low, high, integer = limits
+    array = image.array
+    clipped = int(np.count_nonzero((array < low) | (array > high)))
+    out = np.clip(array, low, high)
+    if integer:
+        out = np.rint(out, out=out)
+    if clipped:
+        logger.info(
+            "%d pixel(s) (%.2f%%) of the output fell outside %g..%g, the range of the "
+            "source's bit depth, and were clipped",
+            clipped,
+            100.0 * clipped / array.size,
+            low,
+            high,
+        )
+    return image.replace(array=out), clipped

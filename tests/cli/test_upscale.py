@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image as PILImage
+
+from medsr import samples
+from medsr.cli import main
+from medsr.io import Image, read, write
+from tests.test_privacy import SECRETS, assert_clean
+
+
+@pytest.fixture
+def ct_series(tmp_path):
+    folder = tmp_path / "in" / "ct"
+    shutil.copytree(samples.path("chest-ct"), folder)
+    return folder
+
+
+@pytest.fixture
+def small_png(tmp_path):
+    """A 96x96 8-bit crop of the bundled chest X-ray."""
+    path = tmp_path / "in" / "xray.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PILImage.open(samples.path("chest-xray")) as im:
+        im.crop((400, 300, 496, 396)).save(path)
+    return path
+
+
+def test_dicom_series_becomes_a_derived_series_in_hu(ct_series, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["upscale", str(ct_series), "-o", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "lanczos x2" in stdout and "no trained medsr model" in stdout
+    assert "3x512x512 -> 3x1024x1024" in stdout and "fidelity" in stdout
+    source, sr = read(ct_series), read(out / "ct")
+    assert sr.array.shape == (3, 1024, 1024)
+    assert sr.spacing == pytest.approx((5.0, source.spacing[1] / 2, source.spacing[2] / 2))
+    np.testing.assert_allclose(sr.array[:, :40, :40], -1024.0)  # air stays -1024 HU
+    assert abs(float(sr.array.mean()) - float(source.array.mean())) < 3.0
+    first_in = pydicom.dcmread(sorted(ct_series.iterdir())[0])
+    first_out = pydicom.dcmread(out / "ct" / "IM00001.dcm")
+    assert first_out.StudyInstanceUID == first_in.StudyInstanceUID
+    assert first_out.SeriesInstanceUID != first_in.SeriesInstanceUID
+    assert list(first_out.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert first_out.BitsStored == first_in.BitsStored
+    assert "lanczos x2" in first_out.DerivationDescription
+    assert "not for primary diagnosis" in first_out.SeriesDescription
+
+
+def test_mean_hu_agrees_with_bicubic(ct_series, tmp_path):
+    assert main(["upscale", str(ct_series), "-o", str(tmp_path / "b"), "--model", "bicubic"]) == 0
+    assert main(["upscale", str(ct_series), "-o", str(tmp_path / "l"), "--tile", "0"]) == 0
+    bicubic, lanczos = read(tmp_path / "b" / "ct"), read(tmp_path / "l" / "ct")
+    assert abs(float(bicubic.array.mean()) - float(lanczos.array.mean())) < 1.0
+
+
+def test_nifti_keeps_a_rescaled_affine(tmp_path):
+    out = tmp_path / "out"
+    mri = samples.path("brain-mri")
+    assert main(["upscale", str(mri), "-o", str(out), "--scale", "3", "--model", "bicubic"]) == 0
+    (written,) = out.iterdir()
+    assert written.name == "brain-mri-flair.nii.gz"
+    before, after = nib.load(mri), nib.load(written)
+    assert after.shape[:2] == (720, 720)
+    np.testing.assert_allclose(after.affine[:3, :2], before.affine[:3, :2] / 3, atol=1e-6)
+    np.testing.assert_allclose(read(written).array.mean(), read(mri).array.mean(), atol=0.02)
+
+
+def test_png_keeps_its_bit_depth(small_png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["upscale", str(small_png), "-o", str(out), "--scale", "4"]) == 0
+    with PILImage.open(out / "xray.png") as im:
+        assert im.mode == "L" and im.size == (384, 384)
+        values = np.asarray(im, dtype=np.float64)
+    with PILImage.open(small_png) as im:
+        original = np.asarray(im, dtype=np.float64)
+    assert abs(values.mean() - original.mean()) < 1.0  # not rescaled min..max
+    single = tmp_path / "single.png"
+    assert main(["upscale", str(small_png), "-o", str(single), "--tile", "40"]) == 0
+    assert read(single).array.shape == (192, 192)
+
+
+def test_a_folder_of_studies_is_mirrored_and_bad_inputs_do_not_stop_the_others(
+    ct_series, small_png, tmp_path, capsys
+):
+    root = tmp_path / "in"  # holds ct/ (a series) and xray.png
+    (root / "notes.txt").write_text("not an image")
+    broken = root / "study2" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(small_png.read_bytes()[:200])
+    shutil.copy(small_png, root / "study2" / "again.png")
+    out = tmp_path / "out"
+    assert main(["upscale", str(root), "-o", str(out), "--model", "bicubic"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.err and "broken.png" in captured.err
+    assert "skipped" in captured.out and "notes.txt" in captured.out
+    assert "3 of 4 inputs upscaled, 1 failed" in captured.out
+    assert read(out / "ct").array.shape == (3, 1024, 1024)
+    assert read(out / "xray.png").array.shape == (192, 192)
+    assert read(out / "study2" / "again.png").array.shape == (192, 192)
+    assert not (out / "study2" / "broken.png").exists()
+
+
+def test_a_folder_with_two_series_gives_two_inputs(ct_series, tmp_path, capsys):
+    write(Image(np.zeros((16, 16), np.float32), spacing=(1, 1)), ct_series / "other.dcm")
+    out = tmp_path / "out"
+    assert main(["upscale", str(ct_series), "-o", str(out), "--model", "nearest"]) == 0
+    outputs = sorted(p.name for p in (out / "ct").iterdir())
+    assert len(outputs) == 2 and all(name.startswith("series-") for name in outputs)
+    shapes = sorted(read(p).array.shape for p in (out / "ct").iterdir())
+    assert shapes == [(3, 1024, 1024), (32, 32)]
+
+
+def test_through_plane_dicom_geometry(ct_series, tmp_path):
+    out = tmp_path / "out"
+    assert main(["upscale", str(ct_series), "-o", str(out), "--axis", "through-plane"]) == 0
+    files = sorted((out / "ct").iterdir())
+    assert len(files) == 6
+    datasets = [pydicom.dcmread(f) for f in files]
+    assert all(float(ds.SliceThickness) == 2.5 for ds in datasets)
+    z = [float(ds.ImagePositionPatient[2]) for ds in datasets]
+    np.testing.assert_allclose(np.diff(z), 2.5)
+    sr, source = read(out / "ct"), read(ct_series)
+    assert sr.spacing == pytest.approx((2.5, *source.spacing[1:]))
+    assert sr.array.shape == (6, 512, 512)
+
+
+def test_format_override_and_overwrite(ct_series, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["upscale", str(ct_series), "-o", str(out), "--format", "nifti", "--model", "nearest"]
+    assert main(args) == 0
+    assert read(out / "ct.nii.gz").array.shape == (3, 1024, 1024)
+    assert main(args) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_deidentified_output(ct_series, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        main(["upscale", str(ct_series), "-o", str(out), "--deidentify", "--model", "nearest"]) == 0
+    )
+    source = pydicom.dcmread(sorted(ct_series.iterdir())[0])
+    ds = pydicom.dcmread(out / "ct" / "IM00001.dcm")
+    assert ds.StudyInstanceUID != source.StudyInstanceUID
+    assert str(ds.get("PatientName", "")) != str(source.PatientName) or not source.PatientName
+
+
+def test_model_errors_stop_before_any_input(tmp_path, capsys):
+    mri = str(samples.path("brain-mri"))
+    assert main(["upscale", mri, "-o", str(tmp_path), "--model", "rcan"]) == 2
+    assert "without trained weights" in capsys.readouterr().err
+    assert main(["upscale", mri, "-o", str(tmp_path), "--model", "nope"]) == 2
+    assert main(["upscale", str(tmp_path / "empty"), "-o", str(tmp_path / "o")]) == 1
+    (tmp_path / "empty_dir").mkdir()
+    assert main(["upscale", str(tmp_path / "empty_dir"), "-o", str(tmp_path / "o")]) == 2
+    assert "no image inputs" in capsys.readouterr().err
+
+
+def test_help_names_the_default_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    assert "Default model: lanczos" in capsys.readouterr().out
+
+
+def test_performance_options_keep_the_output(small_png, tmp_path, caplog):
+    plain = tmp_path / "plain.png"
+    tuned = tmp_path / "tuned.png"
+    assert main(["upscale", str(small_png), "-o", str(plain), "--model", "bicubic"]) == 0
+    args = [
+        "upscale",
+        str(small_png),
+        "-o",
+        str(tuned),
+        "--model",
+        "bicubic",
+        "--channels-last",
+        "--self-ensemble",
+        "--precision",
+        "bf16",
+        "--batch-size",
+        "3",
+        "--tile",
+        "40",
+        "--overlap",
+        "8",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    assert "only used on a GPU" in caplog.text  # bf16 is never used on the CPU
+    np.testing.assert_allclose(read(tuned).array, read(plain).array, atol=1.0)
+
+
+def test_upscale_prints_no_identifiers(dicom_file, tmp_path, capsys, caplog):
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    for keyword, value in SECRETS.items():
+        setattr(ds, keyword, value)
+    good, bad = tmp_path / "good.dcm", tmp_path / "bad.dcm"
+    ds.save_as(good)
+    bad.write_bytes(good.read_bytes()[:-3000])  # truncated pixel data, header intact
+    caplog.set_level("DEBUG")
+    args = ["-v", "-v", "upscale", str(good), str(bad), "-o", str(tmp_path / "out")]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert_clean(captured.out + captured.err + caplog.text)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsr import models, samples
+from medsr.errors import CheckpointError, ConfigError
+from medsr.infer import get_runner, load_model, upscale_image, wrap_module
+from medsr.infer.export import check_onnx, export_onnx, export_onnx_bytes
+from medsr.io import read
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+TINY = {
+    "srcnn": {"scale": 2, "num_features": 8, "mid_features": 4},
+    "espcn": {"scale": 3, "num_features": 8, "mid_features": 4},
+    "edsr": {"scale": 4, "num_features": 8, "num_blocks": 1},
+    "rcan": {"scale": 2, "num_features": 8, "num_groups": 1, "num_blocks": 1, "reduction": 4},
+    "rrdbnet": {"scale": 4, "num_features": 8, "num_blocks": 1, "growth": 4},
+    "rrdbnet-x2": {"scale": 2, "num_features": 8, "num_blocks": 1, "growth": 4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_onnx_matches_pytorch(name, tmp_path):
+    torch.manual_seed(0)
+    net = models.build_generator(name.split("-")[0], TINY[name])
+    folder = models.save(net, tmp_path / name, metadata={"normalisation": {"method": "minmax"}})
+    model = load_model(folder)
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    onnx_model = load_model(path)
+    assert onnx_model.engine == "onnxruntime" and onnx_model.scale == model.scale
+    assert onnx_model.normalisation == model.normalisation
+    # random inputs of odd and even sizes, batch 2 (dynamic batch, height and width)
+    assert check_onnx(model, onnx_model, sizes=((37, 29), (16, 24))) < 1e-4
+
+
+def test_interpolation_and_the_image_pipeline_through_onnxruntime(tmp_path):
+    model = load_model("lanczos", scale=2)
+    onnx_model = load_model(export_onnx(model, tmp_path / "lanczos.onnx"))
+    assert not onnx_model.trained
+    mri = read(samples.path("brain-mri"))
+    a = upscale_image(mri, model, tile=64, overlap=16)
+    b = upscale_image(mri, onnx_model, tile=64, overlap=16)
+    assert "onnxruntime" in b.runner
+    np.testing.assert_allclose(b.image.array, a.image.array, atol=1e-4)
+    assert b.fidelity_psnr == pytest.approx(a.fidelity_psnr, abs=1e-3)
+
+
+def test_a_pytorch_model_can_run_on_onnxruntime_directly(small_conv):
+    model = wrap_module(small_conv(scale=2))
+    x = torch.rand(3, 1, 21, 18, generator=torch.Generator().manual_seed(0))
+    ort = get_runner(model, engine="onnxruntime", device="cpu")
+    torch.testing.assert_close(ort(x), get_runner(model, device="cpu")(x), atol=1e-4, rtol=0)
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="fp32"):
+            get_runner(model, engine="onnxruntime", device="cuda", precision="bf16")
+
+
+def test_onnx_models_cannot_run_on_torch_and_are_not_exported_again(tmp_path):
+    onnx_model = load_model(export_onnx(load_model("bicubic", scale=2), tmp_path / "b.onnx"))
+    with pytest.raises(ConfigError, match="onnxruntime"):
+        get_runner(onnx_model, engine="torch")
+    with pytest.raises(ConfigError, match="already an ONNX model"):
+        export_onnx_bytes(onnx_model)
+    with pytest.raises(ConfigError, match="already exists"):
+        export_onnx(load_model("bicubic"), tmp_path / "b.onnx")
+
+
+def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+    )
+    plain = tmp_path / "plain.onnx"
+    onnx.save(
+        helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), plain
+    )
+    with pytest.raises(CheckpointError, match="medsr export"):
+        load_model(plain)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    with pytest.raises(CheckpointError, match="not a readable ONNX"):
+        load_model(broken)
