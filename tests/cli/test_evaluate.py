@@ -61,7 +61,7 @@ def test_evaluate_writes_one_row_per_image_and_resumes(
     before = out.read_bytes()
     assert main(args) == 0  # resume: nothing left to compute, nothing rewritten
     assert out.read_bytes() == before
-    assert main([*args[:-2], "--border", "2", "--no-progress"]) == 2  # other settings
+    assert main([*args[:-1], "--border", "2", "--no-progress"]) == 2  # other settings
     assert "other settings" in capsys.readouterr().err
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from medsr.errors import ConfigError
+from medsr import infer
+from medsr.infer import SRModel
 from medsr.transforms.intensity import Normaliser
 
 __all__ = ["Method", "load_method", "method_from_module"]
@@ -76,16 +77,8 @@ def _unclipped(normaliser: Normaliser) -> Normaliser:
     return dataclasses.replace(normaliser, clip=False) if normaliser.clip else normaliser
 
 
-def _infer():
-    try:
-        import medsr.infer as infer
-    except ImportError:  # pragma: no cover - only before the inference package exists
-        return None
-    return infer
-
-
 def _from_model(
-    model,
+    model: SRModel,
     *,
     name: str | None,
     spec: str,
@@ -94,19 +87,18 @@ def _from_model(
     device: str,
     threads: int | None,
 ) -> Method:
-    infer = _infer()
-    assert infer is not None
     runner = infer.get_runner(model, device=device, threads=threads)
     overlap = infer.DEFAULT_OVERLAP if overlap is None else overlap
-    k = model.in_channels // 2 if model.is_2_5d else 0
 
     def run(lr: Tensor) -> Tensor:
         if model.is_2_5d:
-            # the planes as a stack: infer stacks each plane's neighbours itself; the
-            # centre plane (index k) sees exactly the k neighbours on each side
-            stack = lr[:, None]
-            out = infer.super_resolve_stack(stack, runner, model, tile=tile, overlap=overlap)
-            return out[k]
+            # lr already holds the slice and its neighbours as channels: one tiled call
+            # makes the centre slice (super_resolve_stack would run every plane of the stack)
+            x = lr[None].to(torch.float32).contiguous()
+            out = infer.tiled_apply(
+                runner, x, scale=model.scale, out_channels=1, tile=tile, overlap=overlap
+            )
+            return out[0]
         out = infer.super_resolve_stack(lr[None], runner, model, tile=tile, overlap=overlap)
         return out[0]
 
@@ -142,11 +134,6 @@ def load_method(
     ``tile`` (input pixels; ``None`` or 0: whole slices) and ``overlap`` as in
     ``medsr upscale``.
     """
-    infer = _infer()
-    if infer is None:  # pragma: no cover - only before the inference package exists
-        raise ConfigError(
-            "medsr.infer is not available in this installation; only method_from_module works"
-        )
     model = infer.load_model(spec, scale=scale)
     return _from_model(
         model,
@@ -169,30 +156,12 @@ def method_from_module(
 ) -> Method:
     """A :class:`Method` around a generator module (``scale``, ``in_channels`` attributes),
     e.g. a freshly built network in a test, run through :mod:`medsr.infer` like any model."""
-    infer = _infer()
-    if infer is not None:
-        model = infer.wrap_module(module.eval(), name=name)
-        return _from_model(
-            model,
-            name=name,
-            spec=f"<module {type(module).__name__}>",
-            tile=tile,
-            overlap=overlap,
-            device=device,
-            threads=None,
-        )
-    # pragma: no cover - a plain forward pass until the inference package lands
-    module = module.eval()
-
-    def run(lr: Tensor) -> Tensor:
-        with torch.no_grad():
-            return module(lr[None].float())[0]
-
-    return Method(
+    return _from_model(
+        infer.wrap_module(module.eval(), name=name),
         name=name,
         spec=f"<module {type(module).__name__}>",
-        scale=int(module.scale),  # type: ignore[arg-type]
-        in_channels=int(module.in_channels),  # type: ignore[arg-type]
-        run=run,
-        description="plain forward pass",
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        threads=None,
     )
