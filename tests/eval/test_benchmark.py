@@ -176,3 +176,52 @@ def test_report_breaks_down_by_modality_when_one_spans_datasets() -> None:
     )
     md = to_markdown(blocks)
     assert "### Modality MR (brain, spine)" in md and "### Modality CT" not in md
+
+
+def test_table_captions_name_the_slice_subset() -> None:
+    from medsr.eval.report import MethodInfo, build_report
+    from medsr.eval.tables import to_markdown
+
+    rows = [
+        {
+            "method": method,
+            "split": "val",
+            "dataset": "spine",
+            "modality": "MR",
+            "subject_id": "s",
+            "volume_id": "spine/v",
+            "slice_index": i,
+            "height": 8,
+            "width": 8,
+            "psnr": 30.0 + i + (method == "x"),
+            "consistency_psnr": 40.0,
+            "runtime_s": 0.1,
+        }
+        for i in range(3)
+        for method in ("bicubic", "x")
+    ]
+    methods = [MethodInfo("bicubic", "bicubic", "", False), MethodInfo("x", "x", "", True)]
+    base = {
+        "manifest": "m",
+        "degradation": "bicubic_x4",
+        "methods": [{"name": "bicubic", "model": "bicubic"}, {"name": "x", "model": "x"}],
+        "metrics": ["psnr"],
+        "tables": [{"style": "lumbar_spine", "metrics": ["psnr"]}],
+    }
+
+    def captions(**kw) -> list[str]:
+        blocks = build_report(
+            rows,
+            parse_config({**base, **kw}),
+            methods=methods,
+            settings={"degradation": []},
+            missing_splits={},
+        )
+        md = to_markdown(blocks)
+        return [line for line in md.splitlines() if line.startswith("*Mean ± std")]
+
+    subset = "Images: every 2nd kept slice of each volume (from slice 1), at most 5 per volume."
+    selected = captions(every=2, max_slices_per_volume=5)
+    assert len(selected) == 2 and all(c.endswith(subset + "*") for c in selected)
+    assert "every 12th kept slice" in captions(every=12)[0]
+    assert not any("Images:" in c for c in captions())

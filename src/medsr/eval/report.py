@@ -122,9 +122,10 @@ def _summary_blocks(
     columns: Sequence[str],
     reference: str | None,
     caption: str,
+    subset: str = "",
 ) -> list[Block]:
     summary = summarise(rows, methods=methods, columns=columns, reference=reference)
-    blocks: list[Block] = [results_table(summary, caption=caption)]
+    blocks: list[Block] = [results_table(summary, caption=caption + subset)]
     if reference is not None and len(methods) > 1:
         blocks.append(
             pvalue_table(
@@ -134,6 +135,24 @@ def _summary_blocks(
             )
         )
     return blocks
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _subset_text(config: BenchmarkConfig) -> str:
+    """The slice selection, for table captions (empty when every kept slice is evaluated)."""
+    parts = []
+    if config.every > 1:
+        parts.append(
+            f"every {_ordinal(config.every)} kept slice of each volume "
+            f"(from slice {config.every // 2})"
+        )
+    if config.max_slices_per_volume:
+        parts.append(f"at most {config.max_slices_per_volume} per volume")
+    return f" Images: {', '.join(parts)}." if parts else ""
 
 
 def _style_rows(
@@ -165,6 +184,7 @@ def _style_blocks(
     methods: Sequence[str],
     regions: Mapping[str, Any],
 ) -> list[Block]:
+    subset = _subset_text(config)
     blocks: list[Block] = []
     for table in config.tables:
         title = table.title or TABLE_STYLES[table.style]
@@ -182,7 +202,7 @@ def _style_blocks(
             )
             if empty:
                 caption += f" No images in split(s) {', '.join(empty)}: n/a."
-            blocks.append(split_table(summaries, table.columns, caption=caption))
+            blocks.append(split_table(summaries, table.columns, caption=caption + subset))
             continue
         split = table.split or config.splits[0]
         selected = _style_rows(rows, table, split)
@@ -200,7 +220,7 @@ def _style_blocks(
             caption = (
                 f"Mean ± std over images of {_filter_text(table, split)} where region "
                 f"`{table.region}` is neither empty nor the whole image: "
-                f"{region.describe()}."
+                f"{region.describe()}.{subset}"
             )
             blocks.append(
                 region_table(
@@ -219,6 +239,7 @@ def _style_blocks(
             columns=table.columns,
             reference=config.reference,
             caption=f"Mean ± std over images of {_filter_text(table, split)}; best in bold.",
+            subset=subset,
         )
     return blocks
 
@@ -259,6 +280,7 @@ def build_report(
     reference = config.reference
     regions = {r.name: r for r in config.regions}
     columns = main_columns(config.metrics)
+    subset = _subset_text(config)
     blocks: list[Block] = [Heading(config.title, 1)]
     if config.description:
         blocks.append(Paragraph(config.description))
@@ -270,7 +292,7 @@ def build_report(
             f"`{_compact(settings['degradation'])}`, seed {config.seed}. Manifest "
             f"`{config.manifest}`, split(s) {', '.join(config.splits)}"
             + (
-                f", every {config.every}th kept slice of each volume (from slice "
+                f", every {_ordinal(config.every)} kept slice of each volume (from slice "
                 f"{config.every // 2} of it)"
                 if config.every > 1
                 else ", every kept slice"
@@ -327,6 +349,7 @@ def build_report(
                 caption="Mean ± std over all images of the split; best in bold. Metrics in "
                 "the data's own units (MSE, MAE, NRMSE by the mean) are in the per-dataset "
                 "tables only.",
+                subset=subset,
             )
         for dataset in datasets:
             d_rows = _rows_where(split_rows, dataset=dataset)
@@ -339,6 +362,7 @@ def build_report(
                 reference=reference,
                 caption="Mean ± std over the images; best in bold; units of the data "
                 "(see the notes).",
+                subset=subset,
             )
         modalities: dict[str, set[str]] = {}
         for r in split_rows:
@@ -354,6 +378,7 @@ def build_report(
                     columns=pooled_columns(columns),
                     reference=reference,
                     caption="Mean ± std over the images of this modality; best in bold.",
+                    subset=subset,
                 )
 
     if config.tables:
@@ -390,7 +415,7 @@ def build_report(
                             region.name,
                             config.region_metrics,
                             caption=f"{dataset}, {split} split: mean ± std over the images "
-                            "where the region is neither empty nor the whole image.",
+                            "where the region is neither empty nor the whole image." + subset,
                         )
                     )
 
