@@ -15,9 +15,11 @@ from types import ModuleType
 
 from medsr import __version__
 from medsr.cli import (
+    benchmark,
     convert,
     deidentify,
     demo,
+    evaluate,
     export,
     info,
     models,
@@ -43,6 +45,8 @@ COMMANDS: dict[str, ModuleType] = {
     "export": export,
     "demo": demo,
     "serve": serve,
+    "evaluate": evaluate,
+    "benchmark": benchmark,
 }
 
 
