@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
+from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
     DEFAULT_MODEL,
@@ -142,6 +143,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     add_deidentify_arguments(p)
+    add_self_supervised_arguments(p)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -287,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
 
+    if args.self_supervised:
+        return run_self_supervised(args)
     model = load_model(args.model, scale=args.scale)
     runner = get_runner(
         model,
