@@ -149,6 +149,18 @@ def model_2d(image, factor: int, model: str, threads: int | None) -> np.ndarray:
     return upscale_image(image, srm, axis="through-plane", tile=0, threads=threads).image.array
 
 
+def _ticker(label: str):
+    marks = set()
+
+    def tick(done: int, total: int) -> None:
+        tenth = 10 * done // total
+        if tenth not in marks:
+            marks.add(tenth)
+            print(f"    {label}: {done}/{total} ({time.strftime('%H:%M:%S')})", flush=True)
+
+    return tick
+
+
 def self_sup(image, acq_thickness: float, args):
     from medsr.infer.selfsup import SelfSupConfig, self_supervised_upscale
 
@@ -162,6 +174,7 @@ def self_sup(image, acq_thickness: float, args):
         slice_thickness=acq_thickness,
         config=config,
         threads=args.threads,
+        progress=_ticker("self-supervised"),
     )
 
 

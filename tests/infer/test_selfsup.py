@@ -82,10 +82,20 @@ def test_cubic_matrix_interpolates_and_reproduces_linear_ramps():
     )
 
 
-def test_network_starts_as_the_identity_on_its_input():
-    net = ThroughPlaneNet(features=4, num_blocks=1)
+def test_network_upsamples_h_only_and_starts_as_bicubic():
+    net = ThroughPlaneNet(scale=3, features=4, num_blocks=1)
     x = torch.rand(2, 1, 12, 9)
-    torch.testing.assert_close(net(x), x)
+    y = net(x)
+    assert y.shape == (2, 1, 36, 9)
+    bicubic = torch.nn.functional.interpolate(x, size=(36, 9), mode="bicubic")
+    torch.testing.assert_close(y, bicubic)
+    with torch.no_grad():
+        net.tail.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    # sub-pixel rows: row a * 3 + k gets channel k
+    torch.testing.assert_close(
+        net(x) - bicubic,
+        torch.tensor([1.0, 2.0, 3.0]).repeat(12)[None, None, :, None].expand(2, 1, 36, 9),
+    )
 
 
 # -- acquisition and axis ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError
@@ -265,24 +266,34 @@ class _ResBlock(nn.Module):
 
 
 class ThroughPlaneNet(nn.Module):
-    """Compact residual CNN on the interpolated grid: ``(B, 1, H, W) -> (B, 1, H, W)``.
+    """Compact residual CNN that upsamples the H axis only: ``(B, 1, h, W) -> (B, 1, s*h, W)``.
 
-    Input: a plane whose H axis was cubic-interpolated from thick slices; output: the input
-    plus a learned correction (deblurring and de-aliasing along H). Any H and W, any scale.
+    The body runs on the thick-slice grid (cheap: ``s`` times fewer pixels than the output);
+    a last convolution gives ``s`` sub-rows per row, shuffled into H (ESPCN's sub-pixel
+    layer along one axis), and added to the bicubic upsampling of the input. The last layer
+    starts at zero, so an untrained network is bicubic interpolation along H.
     """
 
-    def __init__(self, *, features: int = 32, num_blocks: int = 4) -> None:
+    def __init__(self, *, scale: int, features: int = 32, num_blocks: int = 4) -> None:
         super().__init__()
-        if features < 1 or num_blocks < 0:
-            raise ConfigError(f"ThroughPlaneNet: bad size features={features} blocks={num_blocks}")
+        if scale < 1 or features < 1 or num_blocks < 0:
+            raise ConfigError(
+                f"ThroughPlaneNet: bad size scale={scale} features={features} blocks={num_blocks}"
+            )
+        self.scale = scale
         self.head = nn.Conv2d(1, features, 3, padding=1)
         self.body = nn.Sequential(*[_ResBlock(features) for _ in range(num_blocks)])
-        self.tail = nn.Conv2d(features, 1, 3, padding=1)
-        nn.init.zeros_(self.tail.weight)  # starts as the cubic interpolation
+        self.tail = nn.Conv2d(features, scale, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.tail(torch.relu(self.body(self.head(x))))
+        b, _, h, w = x.shape
+        s = self.scale
+        base = F.interpolate(x, scale_factor=(s, 1), mode="bicubic", align_corners=False)
+        detail = self.tail(torch.relu(self.body(self.head(x))))  # (B, s, h, W)
+        # sub-row k of row a becomes row a * s + k
+        return base + detail.permute(0, 2, 1, 3).reshape(b, 1, h * s, w)
 
 
 # -- configuration and result -------------------------------------------------------------------
@@ -352,37 +363,51 @@ class SelfSupResult:
 
 
 # -- training -----------------------------------------------------------------------------------
+def _phases(step: float, count: int) -> list[int]:
+    """Up to ``count`` whole-pixel sampling offsets spread over one slice spacing (whole
+    pixels keep the targets exact pixels when the step is an integer)."""
+    return sorted({round(q * step / count) % max(1, math.ceil(step)) for q in range(count)})
+
+
 class _PairSampler:
-    """Random (input, target) patches ``(B, 1, p, p)`` from the in-plane slices of ``vol``
-    ``(Z, Y, X)`` (slice axis first, normalised), degraded along Y or X."""
+    """Random (input, target) patches from the in-plane slices of ``vol`` ``(Z, Y, X)``
+    (slice axis first, normalised), degraded along Y or X: inputs ``(B, 1, h, p)`` on the
+    thick-slice grid, targets ``(B, 1, s*h, p)`` on the network's output grid."""
 
     def __init__(
         self,
         vol: Tensor,
         acq: SliceAcquisition,
         in_plane: tuple[float, float],
+        scale: int,
         config: SelfSupConfig,
         generator: torch.Generator,
     ) -> None:
         self.vol = vol
         self.g = generator
         self.config = config
-        self.patch = min(config.patch, vol.shape[1], vol.shape[2])
-        # per orientation (0: degrade Y, 1: degrade X) and phase: one (n, n) operator
-        self.ops: list[list[Tensor]] = []
+        self.scale = scale
+        # per orientation (0: degrade Y, 1: degrade X): (phase, down, target) operators
+        self.ops: list[list[tuple[int, Tensor, Tensor]]] = []
+        self.steps: list[float] = []
         for o, d in enumerate(in_plane):
             n = vol.shape[1 + o]
             step = acq.spacing / d
+            self.steps.append(step)
             ops = []
-            for q in range(config.phases):
-                offset = step * q / config.phases
-                if n - offset < 2 * step:
-                    offset = 0.0
+            for phase in _phases(step, config.phases):
+                if n - phase < 2 * step:
+                    continue
                 down = profile_matrix(
-                    n, step=step, thickness=acq.thickness / d, profile=acq.profile, offset=offset
+                    n, step=step, thickness=acq.thickness / d, profile=acq.profile, offset=phase
                 )
-                up = upsample_matrix(down.shape[0], step, n, offset=offset)
-                ops.append((up @ down).to(torch.float32))
+                k = torch.arange(down.shape[0] * scale, dtype=torch.float64)
+                target = cubic_matrix(n, phase + (k + 0.5) * step / scale - 0.5)
+                ops.append((phase, down.to(torch.float32), target.to(torch.float32)))
+            if not ops:
+                raise ConfigError(
+                    f"in-plane size {n} holds fewer than 2 slices of {acq.spacing:g} mm"
+                )
             self.ops.append(ops)
         # favour slices and positions with tissue: thresholded at a tenth of the range
         self.fg = vol > 0.1
@@ -390,45 +415,53 @@ class _PairSampler:
         self.slice_weights = weights / weights.sum()
 
     def sample(self) -> tuple[Tensor, Tensor]:
-        b, p, g = self.config.batch_size, self.patch, self.g
+        b, g, s = self.config.batch_size, self.g, self.scale
         xs, ys = [], []
         slices = torch.multinomial(self.slice_weights, b, replacement=True, generator=g)
-        for k in slices.tolist():
-            o = int(torch.randint(2, (1,), generator=g))
-            q = int(torch.randint(len(self.ops[o]), (1,), generator=g))
+        orient = torch.randint(2, (b,), generator=g).tolist()
+        # one patch shape per batch: the orientation with the fewest thick rows decides
+        rows = min(op[1].shape[0] for o in set(orient) for op in self.ops[o])
+        h = max(2, min(rows, round(self.config.patch / max(self.steps))))
+        cols = min(self.vol.shape[1] if 1 in orient else self.vol.shape[2], self.config.patch)
+        cols = min(cols, self.vol.shape[2] if 0 in orient else self.vol.shape[1])
+        for k, o in zip(slices.tolist(), orient, strict=True):
+            phase, down, target = self.ops[o][
+                int(torch.randint(len(self.ops[o]), (1,), generator=g))
+            ]
             hr = self.vol[k] if o == 0 else self.vol[k].T  # degraded axis first
             fg = self.fg[k] if o == 0 else self.fg[k].T
             flips = torch.rand(2, generator=g) < 0.5
             if flips[0]:  # flip before degrading: both directions along the slice axis
                 hr, fg = hr.flip(0), fg.flip(0)
-            lr = self.ops[o][q] @ hr
-            h, w = hr.shape
-            top, left = self._corner(fg, h, w, p)
-            x = lr[top : top + p, left : left + p]
-            y = hr[top : top + p, left : left + p]
+            lr, tg = down @ hr, target @ hr
+            step = self.steps[o]
+            top, left = self._corner(fg, hr.shape[1], cols)
+            a = int((top - phase) // step) - h // 2
+            a = min(max(a, 0), lr.shape[0] - h)
+            x = lr[a : a + h, left : left + cols]
+            y = tg[a * s : (a + h) * s, left : left + cols]
             if flips[1]:
                 x, y = x.flip(1), y.flip(1)
             xs.append(x)
             ys.append(y)
         return torch.stack(xs)[:, None], torch.stack(ys)[:, None]
 
-    def _corner(self, fg: Tensor, h: int, w: int, p: int) -> tuple[int, int]:
+    def _corner(self, fg: Tensor, w: int, cols: int) -> tuple[int, int]:
+        """A foreground row and the left column of a patch around it (90 %), else random."""
         g = self.g
         idx = fg.nonzero()
         if len(idx) and float(torch.rand(1, generator=g)) < 0.9:
             cy, cx = idx[int(torch.randint(len(idx), (1,), generator=g))].tolist()
-            top = min(max(cy - p // 2, 0), h - p)
-            left = min(max(cx - p // 2, 0), w - p)
-            return top, left
-        top = int(torch.randint(h - p + 1, (1,), generator=g))
-        left = int(torch.randint(w - p + 1, (1,), generator=g))
-        return top, left
+            return cy, min(max(cx - cols // 2, 0), w - cols)
+        cy = int(torch.randint(fg.shape[0], (1,), generator=g))
+        return cy, int(torch.randint(w - cols + 1, (1,), generator=g))
 
 
 def _train(
     vol: Tensor,
     acq: SliceAcquisition,
     in_plane: tuple[float, float],
+    scale: int,
     config: SelfSupConfig,
     device: torch.device,
     tick: Callable[[], None],
@@ -436,9 +469,9 @@ def _train(
     g = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = ThroughPlaneNet(features=config.features, num_blocks=config.num_blocks)
+        model = ThroughPlaneNet(scale=scale, features=config.features, num_blocks=config.num_blocks)
     model.to(device).train()
-    sampler = _PairSampler(vol, acq, in_plane, config, g)
+    sampler = _PairSampler(vol, acq, in_plane, scale, config, g)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.1
@@ -468,10 +501,16 @@ def _train(
 # -- application --------------------------------------------------------------------------------
 @torch.no_grad()
 def _apply_stack(
-    model: nn.Module, stack: Tensor, per_call: int, device: torch.device, tick: Callable[[], None]
+    model: ThroughPlaneNet,
+    stack: Tensor,
+    per_call: int,
+    device: torch.device,
+    tick: Callable[[], None],
 ) -> Tensor:
-    """Run ``model`` over ``stack`` ``(N, 1, H, W)``, ``per_call`` planes at a time."""
-    out = torch.empty_like(stack)
+    """Run ``model`` over ``stack`` ``(N, 1, h, W)``, ``per_call`` planes at a time:
+    ``(N, 1, s*h, W)``."""
+    n, _, h, w = stack.shape
+    out = torch.empty((n, 1, h * model.scale, w), dtype=torch.float32)
     for start in range(0, stack.shape[0], per_call):
         chunk = stack[start : start + per_call].to(device)
         out[start : start + per_call] = model(chunk).to("cpu", torch.float32)
@@ -571,8 +610,10 @@ def self_supervised_upscale(
             )
         )
         n, ny, nx = norm.shape
-        m_work = max(n + 1, round(n * acq.spacing / working))
-        d_work = n * acq.spacing / m_work
+        # the network's whole upsampling factor; a real ratio ends with a cubic resampling
+        scale = max(2, math.ceil(acq.spacing / working - 1e-6))
+        m_work = n * scale
+        d_work = acq.spacing / scale
         m_out = max(n + 1, round(n * acq.spacing / target_spacing))
 
         total = config.steps + ny + nx
@@ -592,22 +633,21 @@ def self_supervised_upscale(
             dev,
         )
         t = time.perf_counter()
-        model, losses = _train(norm, acq, (in_plane[0], in_plane[1]), config, dev, tick)
+        model, losses = _train(norm, acq, (in_plane[0], in_plane[1]), scale, config, dev, tick)
         timings = {"train": time.perf_counter() - t}
 
         t = time.perf_counter()
-        up = cubic_matrix(n, _grid_positions(n, acq.spacing, m_work, d_work))
-        interp = _along(up, norm)  # (m_work, Y, X)
+        # (n, X) planes, one per Y, and (n, Y) planes, one per X -> (m_work, Y, X) each
         first = _apply_stack(
-            model, interp.permute(1, 0, 2)[:, None], config.planes_per_call, dev, tick
+            model, norm.permute(1, 0, 2)[:, None], config.planes_per_call, dev, tick
         )
         result = first[:, 0].permute(1, 0, 2).contiguous()
         del first
         second = _apply_stack(
-            model, interp.permute(2, 0, 1)[:, None], config.planes_per_call, dev, tick
+            model, norm.permute(2, 0, 1)[:, None], config.planes_per_call, dev, tick
         )
         result.add_(second[:, 0].permute(1, 2, 0)).mul_(0.5)
-        del second, interp
+        del second
         if m_out != m_work:
             d_out = n * acq.spacing / m_out
             result = _along(
