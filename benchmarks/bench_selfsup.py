@@ -123,7 +123,7 @@ def scores(out: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     # sagittal planes (Z, Y), one per X
     s = ssim(o.permute(2, 0, 1)[:, None], t.permute(2, 0, 1)[:, None], data_range=1.0)
     return {
-        "psnr": float(psnr(o[None, None], t[None, None], data_range=1.0)[0]),
+        "psnr": float(psnr(o[None], t[None], data_range=1.0)[0]),  # Z as channels
         "psnr_fg": 10 * np.log10(1.0 / mse_fg),
         "ssim": float(s.mean()),
     }
