@@ -43,6 +43,7 @@ import torch
 HEADING = "## Self-supervised through-plane SR (issue 10)"
 OUT = Path(__file__).resolve().parent / "selfsup"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SCALES_2D = (2, 3, 4, 8)
 ACQUISITIONS = {  # name: (slice spacing, thickness) in mm, Gaussian profile
     "4 mm": (4, 4.0),
     "5 mm (4 mm + 1 mm gap)": (5, 4.0),
@@ -191,8 +192,9 @@ def part_quality(args) -> tuple[list[dict], dict]:
             times = {"cubic": time.perf_counter() - t}
             t = time.perf_counter()
             lanczos_name = "lanczos (2D, through-plane)"
-            outs[lanczos_name] = model_2d(image, spacing, "lanczos", args.threads)
-            times[lanczos_name] = time.perf_counter() - t
+            if spacing in SCALES_2D:  # medsr's 2D models and interpolations: x2, x3, x4, x8
+                outs[lanczos_name] = model_2d(image, spacing, "lanczos", args.threads)
+                times[lanczos_name] = time.perf_counter() - t
             if args.model and spacing == args.model_scale:
                 t = time.perf_counter()
                 outs[f"{args.model} (2D)"] = model_2d(image, spacing, args.model, args.threads)

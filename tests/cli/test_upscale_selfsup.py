@@ -101,3 +101,41 @@ def test_self_supervised_refuses_a_2d_image(tmp_path, capsys):
     )
     assert code == 1
     assert "needs a volume" in capsys.readouterr().err
+
+
+def test_self_supervised_dicom_series_becomes_a_derived_series(tmp_path, capsys):
+    from medsr import samples
+    from medsr.io import write
+
+    ct = read(samples.path("chest-ct"))  # 3 axial slices, 5 mm, 0.84 mm pixels
+    series = tmp_path / "ct"
+    write(ct.replace(array=ct.array[:, 200:264, 180:244].copy()), series)
+    source = read(series)
+    code = main(
+        [
+            "upscale",
+            str(series),
+            "-o",
+            str(tmp_path / "out"),
+            "--self-supervised",
+            "--axis",
+            "through-plane",
+            "--target-spacing",
+            "2.5",
+            *FAST,
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    sr = read(tmp_path / "out" / "ct")
+    assert sr.array.shape == (6, 64, 64)
+    assert sr.spacing == pytest.approx((2.5, *source.spacing[1:]))
+    shift = np.asarray(sr.origin) - np.asarray(source.origin)
+    np.testing.assert_allclose(shift, source.direction[:, 0] * (2.5 - 5.0) / 2, atol=1e-3)
+    import pydicom
+
+    first = pydicom.dcmread(sorted((tmp_path / "out" / "ct").iterdir())[0])
+    first_in = pydicom.dcmread(sorted(series.iterdir())[0])
+    assert float(first.SliceThickness) == pytest.approx(2.5)
+    assert first.StudyInstanceUID == first_in.StudyInstanceUID
+    assert first.SeriesInstanceUID != first_in.SeriesInstanceUID
+    assert list(first.ImageType)[:2] == ["DERIVED", "SECONDARY"]
