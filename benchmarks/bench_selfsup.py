@@ -3,7 +3,7 @@
     python benchmarks/bench_selfsup.py                      # everything (~40 min on 2 cores)
     python benchmarks/bench_selfsup.py --parts quality --cases mni
     python benchmarks/bench_selfsup.py --model runs/x4/     # add a trained 2D model (x4 cases)
-    python benchmarks/bench_selfsup.py --append benchmarks/RESULTS.md
+    python benchmarks/bench_selfsup.py --parts --append benchmarks/RESULTS.md   # section only
 
 Parts:
 
@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,12 +236,16 @@ def part_speed(args) -> dict:
     truth = cases["mni"][0][:200]  # 200 x 233 x 197
     vol = F.interpolate(torch.from_numpy(truth)[None, None], size=(200, 256, 256), mode="area")
     base = thick_image(vol[0, 0].numpy(), 5, 5.0)
-    image = Image(array=base.array, spacing=(5.0, 233 / 256, 197 / 256), modality="MR")
+    image = Image(array=base.array, spacing=(5.0, 0.9, 0.9), modality="MR")
     assert image.array.shape == (40, 256, 256), image.array.shape
     load = os.getloadavg()
     start = time.perf_counter()
     result = self_supervised_upscale(
-        image, axis="through-plane", config=SelfSupConfig(), threads=args.threads
+        image,
+        axis="through-plane",
+        config=SelfSupConfig(),
+        threads=args.threads,
+        progress=_ticker("speed"),
     )
     return {
         "wall_seconds": time.perf_counter() - start,
@@ -250,7 +255,6 @@ def part_speed(args) -> dict:
         "timings": result.timings,
         "load_before": load,
         "load_after": os.getloadavg(),
-        "threads": torch.get_num_threads(),
     }
 
 
@@ -282,12 +286,11 @@ def part_dipy(args) -> dict:
             "fidelity_psnr": result.fidelity_psnr,
             "seconds": result.timings["total"],
         }
-        write(result.image, OUT / f"aniso_vox_selfsup_{target:g}mm.nii.gz", overwrite=True)
-    from medsr.io import read as read_back
-
-    back = read_back(OUT / "aniso_vox_selfsup_2mm.nii.gz")
-    info["written_2mm_spacing"] = [round(s, 4) for s in back.spacing]
-    (OUT / "aniso_vox_selfsup_4mm.nii.gz").unlink()  # the 2 mm one is kept as an example
+    # written and read back: the NIfTI affine carries the new slice spacing
+    with tempfile.TemporaryDirectory() as tmp:
+        path_2mm = Path(tmp) / "aniso_vox_selfsup_2mm.nii.gz"
+        write(outs[2.0].image, path_2mm)
+        info["written_2mm_spacing"] = [round(s, 4) for s in read(path_2mm).spacing]
     fig_dipy(image, outs)
     return info
 
@@ -306,8 +309,15 @@ def fig_quality(views: dict) -> Path:
 
     cols = ["before", "cubic", "self-supervised", "truth"]
     keys = list(views)
-    fig, axes = plt.subplots(len(keys), len(cols), figsize=(3.2 * len(cols), 3.0 * len(keys)))
-    axes = np.atleast_2d(axes)
+    # row heights follow each reformat's aspect (the spine volume has few sagittal slices)
+    ratios = [views[k]["truth"].shape[0] / views[k]["truth"].shape[1] for k in keys]
+    fig, axes = plt.subplots(
+        len(keys),
+        len(cols),
+        figsize=(3.2 * len(cols), 0.6 + 3.3 * sum(ratios)),
+        gridspec_kw={"height_ratios": ratios},
+        squeeze=False,
+    )
     for r, key in enumerate(keys):
         v = views[key]
         x = v["truth"].shape[2] // 2 + (8 if key[0] != "spine" else 0)
@@ -352,7 +362,7 @@ def fig_dipy(image, outs) -> Path:
         ("self-supervised to 4 mm", outs[4.0].image.array[:, :, x], 4.0),
         ("self-supervised to 2 mm", outs[2.0].image.array[:, :, x], 2.0),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.6))
     for ax, (title, plane, dz) in zip(axes, panels, strict=True):
         ax.imshow(
             _norm(plane, vol)[::-1],
@@ -384,9 +394,75 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def section(report: dict) -> str:
+    """The RESULTS.md section for ``report``."""
+    lines = [
+        HEADING,
+        "",
+        f"{report['date']}, {report['machine']} (no GPU), torch {report['torch']}. Other jobs "
+        "shared the CPU; load averages (1, 5, 15 min) at the start and end of each run:",
+        "",
+    ]
+    for run in report["runs"]:
+        start, end = (", ".join(f"{v:.1f}" for v in load) for load in run["load"])
+        lines.append(f"- `{run['command']}`: load {start} -> {end}")
+    lines.append("")
+    if report.get("quality"):
+        lines += [
+            "### Simulated thick slices from 1 mm volumes",
+            "",
+            "Gaussian slice profile; reconstruction on the original 1 mm grid; intensities "
+            "scaled by the truth's 0.5/99.5 % foreground percentiles (data range 1). PSNR over "
+            "the whole volume and over the foreground (truth > 0.1); SSIM averaged over the "
+            "sagittal planes. The 2D model is Lanczos-3 through `upscale_image(..., "
+            "axis='through-plane')` (no trained medsr 2D model exists yet; medsr's 2D models "
+            "have no x5). Self-supervised: default settings, told the true slice profile.",
+            "",
+            table(report["quality"]),
+            "",
+            f"Figure: [{report.get('figure')}](selfsup/reformat.png).",
+            "",
+        ]
+    if report.get("speed"):
+        lines += ["### Speed: 256 x 256 x 40 with the default settings", ""]
+        for threads, speed in report["speed"].items():
+            t = speed["timings"]
+            lines.append(
+                f"- {threads}: input {speed['shape']} at {speed['spacing']} mm -> "
+                f"{speed['output_shape']}: training {t['train']:.0f} s, applying "
+                f"{t['apply']:.0f} s, total {t['total']:.0f} s ({t['total'] / 60:.1f} min; "
+                "limit 15 min); load average before "
+                + ", ".join(f"{v:.1f}" for v in speed["load_before"])
+                + ", after "
+                + ", ".join(f"{v:.1f}" for v in speed["load_after"])
+            )
+        lines.append("")
+    dipy = report.get("dipy")
+    if dipy:
+        lines += [
+            "### dipy `aniso_vox.nii.gz` (real, 4 x 4 x 5 mm)",
+            "",
+            f"Input {dipy['shape']} at {dipy['spacing']} mm (Z, Y, X).",
+            "",
+        ]
+        for key, value in dipy.items():
+            if key.startswith("target"):
+                lines.append(
+                    f"- {key}: output {value['shape']} at {value['spacing']} mm, fidelity "
+                    f"{value['fidelity_psnr']:.1f} dB, {value['seconds']:.0f} s"
+                )
+        lines += ["", "Figure: [selfsup/aniso_vox.png](selfsup/aniso_vox.png).", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--parts", nargs="+", default=["quality", "speed", "dipy"])
+    p.add_argument(
+        "--parts",
+        nargs="*",
+        default=["quality", "speed", "dipy"],
+        help="quality, speed, dipy; none with --append: the section from results.json",
+    )
     p.add_argument("--cases", nargs="+", default=["mni", "brats", "spine"])
     p.add_argument("--steps", type=int, default=None, help="training steps (default: default)")
     p.add_argument("--seed", type=int, default=0)
@@ -399,13 +475,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/bench_selfsup.py " + " ".join(argv or sys.argv[1:])
-    report: dict = {
-        "date": dt.date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "torch": torch.__version__,
-        "command": command.strip(),
-        "load_start": os.getloadavg(),
-    }
+    # parts run separately are merged into one report
+    previous = OUT / "results.json"
+    report: dict = json.loads(previous.read_text()) if previous.exists() else {}
+    report.update(
+        {
+            "date": dt.date.today().isoformat(),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "torch": torch.__version__,
+        }
+    )
+    if "command" in report:  # a report written before runs were merged
+        report["runs"] = [
+            {
+                "command": report.pop("command"),
+                "parts": ["quality"],
+                "load": [report.pop("load_start"), report.pop("load_end")],
+            }
+        ]
+    if args.parts:
+        report.setdefault("runs", []).append({"command": command.strip(), "parts": args.parts})
+    load_start = os.getloadavg()
     if "quality" in args.parts:
         rows, views = part_quality(args)
         report["quality"] = rows
@@ -413,16 +503,18 @@ def main(argv: list[str] | None = None) -> int:
             report["figure"] = str(fig_quality(views).relative_to(OUT.parent.parent))
         (OUT / "table.md").write_text(table(rows) + "\n")
     if "speed" in args.parts:
-        report["speed"] = part_speed(args)
-        print("speed:", json.dumps(report["speed"]))
+        threads = "default threads" if args.threads is None else f"--threads {args.threads}"
+        report.setdefault("speed", {})[threads] = part_speed(args)
+        print("speed:", json.dumps(report["speed"][threads]))
     if "dipy" in args.parts:
         report["dipy"] = part_dipy(args)
         print("dipy:", json.dumps(report["dipy"]))
-    report["load_end"] = os.getloadavg()
-    (OUT / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    if args.parts:
+        report["runs"][-1]["load"] = [load_start, os.getloadavg()]
+        (OUT / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     if args.append:
         with args.append.open("a") as f:
-            f.write(f"\n{HEADING}\n\n(see benchmarks/selfsup/)\n")
+            f.write("\n" + section(report))
     return 0
 
 

@@ -421,7 +421,8 @@ class _PairSampler:
         orient = torch.randint(2, (b,), generator=g).tolist()
         # one patch shape per batch: the orientation with the fewest thick rows decides
         rows = min(op[1].shape[0] for o in set(orient) for op in self.ops[o])
-        h = max(2, min(rows, round(self.config.patch / max(self.steps))))
+        # at most 16 thick rows: small ratios (e.g. 5 mm / 4 mm) would make tall, slow patches
+        h = max(2, min(rows, 16, round(self.config.patch / max(self.steps))))
         cols = min(self.vol.shape[1] if 1 in orient else self.vol.shape[2], self.config.patch)
         cols = min(cols, self.vol.shape[2] if 0 in orient else self.vol.shape[1])
         for k, o in zip(slices.tolist(), orient, strict=True):
