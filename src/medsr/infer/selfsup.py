@@ -11,19 +11,20 @@ volume's own in-plane slices are the training data:
 2. **Training pairs.** An in-plane slice ``(Y, X)`` is an HR image along both axes. Degrading
    it along one in-plane axis with the same profile and sampling (:func:`profile_matrix`,
    in in-plane pixels, any real ratio) gives what the scanner would have recorded had that
-   axis been the slice axis; cubic interpolation back to the pixel grid
-   (:func:`cubic_matrix`) gives the network input. Both in-plane axes are used, with random
-   flips and random sub-pixel sampling phases.
+   axis been the slice axis: the network input. The slice (on the network's output grid,
+   :func:`cubic_matrix` when that is not the pixel grid) is the target. Both in-plane axes
+   are used, with random flips and whole-pixel sampling phases.
 3. **Anti-aliasing and SR in one network.** The LR training input is *sampled* at the slice
    spacing, not just blurred, so it carries the same aliasing as the real through-plane
    direction; the network (:class:`ThroughPlaneNet`, a compact residual CNN on the
-   interpolated grid) learns to undo blur and aliasing together. This is ECLARE's choice;
-   SMORE's 2D variant trains a separate anti-aliasing network first (not done here: twice
-   the training time on a CPU for a small gain, see docs/self-supervised.md).
-4. **Application.** The thick-slice volume is cubic-interpolated along its slice axis to the
-   in-plane spacing; the network runs on the two orthogonal stacks of planes that contain
+   thick-slice grid with a sub-pixel layer along the slice axis) learns to undo blur and
+   aliasing together. This is ECLARE's choice; SMORE's 2D variant trains a separate
+   anti-aliasing network first (not done here: twice the training time on a CPU).
+4. **Application.** The network runs on the two orthogonal stacks of planes that contain
    the slice axis (``(Z, X)`` per Y and ``(Z, Y)`` per X) and the two results are averaged.
-   An optional last cubic resampling along the slice axis reaches ``target_spacing``.
+   The network upsamples by the whole factor ``s = ceil(slice spacing / in-plane
+   spacing)``; a last cubic resampling along the slice axis reaches ``target_spacing``
+   when the ratio is not whole or another spacing is asked for.
 
 Geometry: the output covers the input's field of view with edges aligned
 (:meth:`medsr.io.image.Image.regrid`), so the slice axis has ``round(n * spacing /
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError
+from medsr.infer.runtime import resolve_device
 from medsr.io.image import Image
 from medsr.transforms.degrade import FWHM_PER_SIGMA
 from medsr.transforms.intensity import Normaliser, fit_normaliser
@@ -244,13 +246,6 @@ def _grid_positions(n_src: int, src_spacing: float, n_dst: int, dst_spacing: flo
     both grids starting at the same edge (the :meth:`Image.regrid` convention)."""
     centres_mm = (torch.arange(n_dst, dtype=torch.float64) + 0.5) * dst_spacing
     return centres_mm / src_spacing - 0.5
-
-
-def upsample_matrix(n_lr: int, step: float, n_hr: int, *, offset: float = 0.0) -> Tensor:
-    """``(n_hr, n_lr)`` cubic interpolation from thick samples (centres ``offset + (j + 0.5) *
-    step`` in HR pixels) to the HR pixel centres ``i + 0.5``."""
-    positions = (torch.arange(n_hr, dtype=torch.float64) + 0.5 - offset) / step - 0.5
-    return cubic_matrix(n_lr, positions)
 
 
 # -- the network --------------------------------------------------------------------------------
@@ -526,18 +521,6 @@ def _along(matrix: Tensor, vol: Tensor) -> Tensor:
     return (matrix.to(vol.dtype) @ flat).reshape(matrix.shape[0], *vol.shape[1:])
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; choose from auto, cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA device is available")
-    return torch.device(device)
-
-
 def self_supervised_upscale(
     image: Image,
     *,
@@ -598,7 +581,7 @@ def self_supervised_upscale(
             working,
             working,
         )
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
