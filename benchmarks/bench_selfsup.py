@@ -332,8 +332,11 @@ def fig_quality(views: dict) -> Path:
                     {"before": "before (thick slices)", "truth": "truth (1 mm)"}.get(col, col)
                 )
             if c == 0:
-                ax.set_ylabel(f"{key[0]} {key[1]}", fontsize=9)
-    fig.suptitle("Through-plane reformats: slice axis vertical", fontsize=11)
+                ax.set_ylabel(f"{key[0]} {key[1].split(' (')[0]}", fontsize=9)
+    fig.suptitle(
+        "Through-plane reformats, slice axis vertical (5 mm = 4 mm slices + 1 mm gap)",
+        fontsize=11,
+    )
     fig.tight_layout()
     path = OUT / "reformat.png"
     fig.savefig(path, dpi=90)
@@ -442,7 +445,7 @@ def section(report: dict) -> str:
         lines += [
             "### dipy `aniso_vox.nii.gz` (real, 4 x 4 x 5 mm)",
             "",
-            f"Input {dipy['shape']} at {dipy['spacing']} mm (Z, Y, X).",
+            f"Input {dipy['shape']} at {[round(v, 3) for v in dipy['spacing']]} mm (Z, Y, X).",
             "",
         ]
         for key, value in dipy.items():
