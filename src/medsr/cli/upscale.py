@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
+from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
     DEFAULT_MODEL,
@@ -146,6 +147,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     add_deidentify_arguments(p)
     add_batch_arguments(p)
+    add_self_supervised_arguments(p)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -285,6 +287,15 @@ def _describe_model(model: SRModel) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.self_supervised:
+        # a folder tree is fine (one model per volume, one process); sharding and manifests
+        # are batch-mode features the self-supervised path does not have
+        if args.list or args.manifest or os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+            raise ConfigError(
+                "--self-supervised runs in one process over INPUT files and folders: "
+                "--list, --manifest and torchrun are not supported with it"
+            )
+        return run_self_supervised(args)
     if batch_mode(args):
         return run_batch_command(args)
     if not args.inputs:
