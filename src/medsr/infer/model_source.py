@@ -293,7 +293,7 @@ def load_model(spec: str | Path, *, scale: int | None = None) -> SRModel:
     text = str(spec)
     if text in PRETRAINED:
         entry = PRETRAINED[text]
-        model = _load_checkpoint(Path(entry.path), scale=scale)
+        model = _load_checkpoint(entry.folder(), scale=scale)
         model.name = text
         return model
     if text in GENERATORS:
