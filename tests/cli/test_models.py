@@ -29,7 +29,7 @@ def test_models_text_and_scale_without_support(capsys):
     assert "Generators (parameters at x3" in out and "Discriminators" in out
     rrdb_line = next(line for line in out.splitlines() if line.startswith("rrdbnet"))
     assert " - " in rrdb_line  # RRDBNet has no x3
-    assert "Pretrained weights" in out and "none shipped yet" in out
+    assert "Pretrained weights" in out and "medsr-edsr-tiny-x2" in out
 
 
 def test_models_arch_details_and_unknown(capsys):

@@ -2,7 +2,7 @@
 
 ``load_model(spec)`` resolves, in this order:
 
-1. a name of :data:`medsr.models.PRETRAINED` (weights shipped with medsr; none yet),
+1. a name of :data:`medsr.models.PRETRAINED` (weights shipped with medsr, see `medsr models`),
 2. a name of :data:`medsr.models.GENERATORS` that needs no weights (the interpolation
    baselines ``nearest``, ``bilinear``, ``bicubic``, ``lanczos``); a network name without
    weights is refused (an untrained network only makes noise),

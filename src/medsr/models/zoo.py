@@ -111,7 +111,39 @@ _LICENSE = "weights: MIT (medsr); trained on data incl. BraTS (CC BY-NC-SA 3.0):
 
 # Weights shipped with medsr (each folder has its MODEL_CARD.md), listed by ``medsr models``
 # and loaded by name with ``medsr.infer.load_model(name)``.
-PRETRAINED: dict[str, PretrainedWeights] = {}
+PRETRAINED: dict[str, PretrainedWeights] = {
+    "medsr-edsr-tiny-x2": PretrainedWeights(
+        name="medsr-edsr-tiny-x2",
+        arch="edsr",
+        scale=2,
+        in_channels=1,
+        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
+        training_data=_DATA,
+        license=_LICENSE,
+        path="medsr-edsr-tiny-x2",
+    ),
+    "medsr-edsr-tiny-x4": PretrainedWeights(
+        name="medsr-edsr-tiny-x4",
+        arch="edsr",
+        scale=4,
+        in_channels=1,
+        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
+        training_data=_DATA,
+        license=_LICENSE,
+        path="medsr-edsr-tiny-x4",
+    ),
+    "medsr-edsr-tiny-x4-gan": PretrainedWeights(
+        name="medsr-edsr-tiny-x4-gan",
+        arch="edsr",
+        scale=4,
+        in_channels=1,
+        description="medsr-edsr-tiny-x4 fine-tuned with VGG perceptual + relativistic GAN loss",
+        training_data=_DATA,
+        license=_LICENSE,
+        path="medsr-edsr-tiny-x4-gan",
+        kind="gan",
+    ),
+}
 
 
 def hparam_names(cls: type[nn.Module]) -> list[str]:
