@@ -235,10 +235,14 @@ def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
     return {"outs": outs, "scores": scores}
 
 
-def evaluate(sets, models, scales, esrgan_slices: int, figure_items: dict) -> list[dict]:
+def evaluate(
+    sets, models, scales, esrgan_slices: int, figure_items: dict, cache: dict | None = None
+) -> list[dict]:
     """Every method on every image (``esrgan_subset`` False), then every method and
-    Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True)."""
+    Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
+    ``cache``: Real-ESRGAN outputs by ``"scale/image"`` (read and filled)."""
     records = []
+    cache = {} if cache is None else cache
     for scale in scales:
         methods: dict[str, Method] = {"bicubic": bicubic_up(scale)}
         for label, (s, module) in models.items():
@@ -253,7 +257,14 @@ def evaluate(sets, models, scales, esrgan_slices: int, figure_items: dict) -> li
                 if esr is not None and name in subset:
                     crop = _multiple(_centre_crop(unit, ESRGAN_CROP))
                     crop_t = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
-                    runs.append((True, crop_t, {**methods, "Real-ESRGAN x4plus": esr}))
+                    key = f"{scale}/{name}"
+
+                    def cached(lr: torch.Tensor, key: str = key, fn: Method = esr) -> torch.Tensor:
+                        if key not in cache:
+                            cache[key] = fn(lr)
+                        return cache[key]
+
+                    runs.append((True, crop_t, {**methods, "Real-ESRGAN x4plus": cached}))
                 for flag, image, chosen in runs:
                     result = _run(chosen, image, scale)
                     for method, sc in result["scores"].items():
@@ -397,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pretrained")
     parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
+    parser.add_argument(
+        "--esrgan-cache",
+        type=Path,
+        help="a .pt file of Real-ESRGAN outputs, reused when present and written after the run "
+        "(Real-ESRGAN does not change between runs)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -407,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(args.model)
     items: dict = {}
     t0 = time.perf_counter()
-    records = evaluate(sets, models, args.scales, args.esrgan_slices, items)
+    cache = {}
+    if args.esrgan_cache is not None and args.esrgan_cache.is_file():
+        cache = torch.load(args.esrgan_cache, weights_only=True)
+    records = evaluate(sets, models, args.scales, args.esrgan_slices, items, cache)
+    if args.esrgan_cache is not None:
+        torch.save(cache, args.esrgan_cache)
     elapsed = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "records.json").write_text(json.dumps(records, indent=1))

@@ -42,7 +42,9 @@ def _samples() -> list[np.ndarray]:
         image = read(samples.path(key), modality=sample.modality)
         array = image.array if image.array.ndim == 2 else image.array[image.array.shape[0] // 2]
         norm = fit_normaliser(array, modality=image.modality)
-        out.append(np.clip(norm.forward(array), 0, 1)[:128, :128].astype(np.float32))
+        h, w = array.shape
+        centre = array[(h - 128) // 2 : (h + 128) // 2, (w - 128) // 2 : (w + 128) // 2]
+        out.append(np.clip(norm.forward(centre), 0, 1).astype(np.float32))
     if not out:
         rng = np.random.default_rng(0)
         out.append(rng.random((64, 64), dtype=np.float32))

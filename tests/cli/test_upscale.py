@@ -41,7 +41,9 @@ def test_dicom_series_becomes_a_derived_series_in_hu(ct_series, tmp_path, capsys
     source, sr = read(ct_series), read(out / "ct")
     assert sr.array.shape == (3, 1024, 1024)
     assert sr.spacing == pytest.approx((5.0, source.spacing[1] / 2, source.spacing[2] / 2))
-    np.testing.assert_allclose(sr.array[:, :40, :40], -1024.0)  # air stays -1024 HU
+    # air stays air: the trained default model leaves at most a few HU of texture there
+    # (its window is -1024..3071 HU; interpolation gave exactly -1024)
+    np.testing.assert_allclose(sr.array[:, :40, :40], -1024.0, atol=8.0)
     assert abs(float(sr.array.mean()) - float(source.array.mean())) < 3.0
     first_in = pydicom.dcmread(sorted(ct_series.iterdir())[0])
     first_out = pydicom.dcmread(out / "ct" / "IM00001.dcm")
@@ -57,7 +59,7 @@ def test_mean_hu_agrees_with_bicubic(ct_series, tmp_path):
     assert main(["upscale", str(ct_series), "-o", str(tmp_path / "b"), "--model", "bicubic"]) == 0
     assert main(["upscale", str(ct_series), "-o", str(tmp_path / "l"), "--tile", "0"]) == 0
     bicubic, default = read(tmp_path / "b" / "ct"), read(tmp_path / "l" / "ct")
-    assert abs(float(bicubic.array.mean()) - float(default.array.mean())) < 1.0
+    assert abs(float(bicubic.array.mean()) - float(default.array.mean())) < 2.0  # HU
 
 
 def test_nifti_keeps_a_rescaled_affine(tmp_path):

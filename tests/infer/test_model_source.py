@@ -10,9 +10,9 @@ from torch import nn
 from medsr import models
 from medsr.errors import CheckpointError, ConfigError
 from medsr.infer import DEFAULT_MODEL, NormalisationPolicy, SRModel, load_model, wrap_module
-from medsr.models import PRETRAINED
 from medsr.infer.model_source import interpolation_names
 from medsr.io import Image
+from medsr.models import PRETRAINED
 from medsr.transforms.intensity import CTWindow, MinMax, PercentileScaling
 
 

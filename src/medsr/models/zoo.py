@@ -132,17 +132,6 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         license=_LICENSE,
         path="medsr-edsr-tiny-x4",
     ),
-    "medsr-edsr-tiny-x4-gan": PretrainedWeights(
-        name="medsr-edsr-tiny-x4-gan",
-        arch="edsr",
-        scale=4,
-        in_channels=1,
-        description="medsr-edsr-tiny-x4 fine-tuned with VGG perceptual + relativistic GAN loss",
-        training_data=_DATA,
-        license=_LICENSE,
-        path="medsr-edsr-tiny-x4-gan",
-        kind="gan",
-    ),
 }
 
 
