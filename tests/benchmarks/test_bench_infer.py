@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from medsr.infer import DEFAULT_MODEL
+from medsr.infer.defaults import FALLBACK_MODEL
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_infer.py"
 
@@ -24,7 +24,7 @@ def test_the_default_model_is_the_best_interpolation(tmp_path, capsys):
     argv = ["--parts", "quality", "--samples", "brain-mri", "--append", str(results)]
     assert bench.main(argv) == 0
     out = capsys.readouterr()
-    assert f"Best mean PSNR: **{DEFAULT_MODEL}**" in out.out
+    assert f"Best mean PSNR: **{FALLBACK_MODEL}**" in out.out
     text = results.read_text()
     assert text.startswith("\n## Inference (issue 7)") and "load average" in text
     assert bench.main(["--parts", "none", "--append", str(results)]) == 0  # a second block

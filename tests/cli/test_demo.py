@@ -7,7 +7,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medsr.cli import main
-from medsr.infer import DEFAULT_MODEL
+from medsr.infer import default_model
 from medsr.io import read
 
 
@@ -17,20 +17,21 @@ def test_demo_on_the_ct_sample_writes_a_derived_series_and_a_figure(tmp_path, ca
     assert main(["demo", "--out", str(out)]) == 0
     assert time.perf_counter() - start < 30  # a few seconds on a quiet 2-core CPU
     stdout = capsys.readouterr().out
-    assert DEFAULT_MODEL in stdout and "no trained medsr model is shipped yet" in stdout
+    default = default_model(4)  # the demo's scale
+    assert default in stdout and "trained model" in stdout
     assert "side_by_side.png" in stdout
     with PILImage.open(out / "side_by_side.png") as im:
         assert im.format == "PNG" and im.size[0] > 1000
         pixels = np.asarray(im.convert("L"))
     assert pixels.std() > 20  # not blank
-    sr = read(out / f"chest-ct-sr-{DEFAULT_MODEL}-x4")
+    sr = read(out / f"chest-ct-sr-{default}-x4")
     lr = read(out / "chest-ct-lr-x4")
     assert sr.array.shape == (3, 512, 512) and lr.array.shape == (3, 128, 128)
     assert sr.spacing[1] == pytest.approx(lr.spacing[1] / 4)
     assert sr.source.datasets[0].ImageType[0] == "DERIVED"
     # the model's PSNR line and bicubic's, both against the ground truth
     lines = [line for line in stdout.splitlines() if "PSNR" in line]
-    assert any("bicubic" in line for line in lines) and any(DEFAULT_MODEL in line for line in lines)
+    assert any("bicubic" in line for line in lines) and any(default in line for line in lines)
     assert main(["demo", "--out", str(out)]) == 0  # runs again over its own output
 
 

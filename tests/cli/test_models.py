@@ -20,7 +20,10 @@ def test_models_lists_both_tables_with_counts(capsys):
     discriminators = {d["arch"]: d for d in data["discriminators"]}
     assert list(discriminators) == list(DISCRIMINATORS)
     assert discriminators["medsrgan"]["paired"] and not discriminators["unet"]["paired"]
-    assert data["pretrained"] == []
+    from medsr.models import PRETRAINED
+
+    assert [p["key"] for p in data["pretrained"]] == list(PRETRAINED)
+    assert all(p["scale"] in (2, 4) and p["license"] for p in data["pretrained"])
 
 
 def test_models_text_and_scale_without_support(capsys):
@@ -29,7 +32,7 @@ def test_models_text_and_scale_without_support(capsys):
     assert "Generators (parameters at x3" in out and "Discriminators" in out
     rrdb_line = next(line for line in out.splitlines() if line.startswith("rrdbnet"))
     assert " - " in rrdb_line  # RRDBNet has no x3
-    assert "Pretrained weights" in out and "none shipped yet" in out
+    assert "Pretrained weights" in out and "medsr-edsr-tiny-x2" in out
 
 
 def test_models_arch_details_and_unknown(capsys):

@@ -181,6 +181,22 @@ def test_bad_options(prepared: Path) -> None:
         SRDataset(prepared, degradation=BICUBIC, datasets=["spine"])
 
 
+def test_dataset_repeats_oversample_a_dataset_in_training_only(prepared: Path) -> None:
+    plain = SRDataset(prepared, degradation=BICUBIC, patch_size=16)
+    dataset = plain.rows[0].dataset
+    repeated = SRDataset(prepared, degradation=BICUBIC, patch_size=16, dataset_repeats={dataset: 3})
+    assert len(repeated) == 3 * len(plain)
+    assert [r.content_hash for r in repeated.rows[:3]] == [plain.rows[0].content_hash] * 3
+    # distinct indices of a repeated slice give distinct random patches
+    assert not torch.equal(repeated[0]["hr"], repeated[1]["hr"])
+    val = SRDataset(
+        prepared, degradation=BICUBIC, split="val", mode="eval", dataset_repeats={dataset: 3}
+    )
+    assert len(val) == len(SRDataset(prepared, degradation=BICUBIC, split="val", mode="eval"))
+    with pytest.raises(ConfigError, match="dataset_repeats"):
+        SRDataset(prepared, degradation=BICUBIC, patch_size=16, dataset_repeats={dataset: 0})
+
+
 def test_real_brats_slice_round_trips_to_physical_units(shared_data: Path, tmp_path: Path) -> None:
     flair = shared_data / "brain-mri-brats2013" / "pat0003" / "Flair_subtrMeanDivStd.nii.gz"
     if not flair.is_file():

@@ -12,6 +12,7 @@ from medsr.errors import CheckpointError, ConfigError
 from medsr.infer import DEFAULT_MODEL, NormalisationPolicy, SRModel, load_model, wrap_module
 from medsr.infer.model_source import interpolation_names
 from medsr.io import Image
+from medsr.models import PRETRAINED
 from medsr.transforms.intensity import CTWindow, MinMax, PercentileScaling
 
 
@@ -20,7 +21,7 @@ def test_interpolation_baselines_resolve_by_name():
     model = load_model("lanczos", scale=3)
     assert (model.scale, model.in_channels, model.trained, model.engine) == (3, 1, False, "torch")
     assert load_model("bicubic").scale == 2  # DEFAULT_SCALE
-    assert DEFAULT_MODEL in interpolation_names()  # until trained weights ship
+    assert DEFAULT_MODEL in PRETRAINED and PRETRAINED[DEFAULT_MODEL].scale == 2
 
 
 def test_untrained_networks_and_unknown_names_are_refused():

@@ -598,3 +598,44 @@ def test_downsample_only_drops_noise_and_is_deterministic() -> None:
     assert torch.allclose(noise_only(hr), hr, atol=1e-6)  # identity
     # consistency check: an exact SR output downsamples back to the clean LR
     assert torch.equal(clean(hr), clean(hr))
+
+
+# -- mixed downsampling (the pretrained models' training degradation) ---------------------------
+def test_mixed_downsample_draws_each_kind_per_image_and_is_seeded() -> None:
+    hr = D.blur_downsample(_rand(24, 1, 32, 32), 1, sigma=1.5)
+    deg = D.build_degradation({"name": "mixed_downsample", "scale": 2})
+    lr = deg(hr, generator=3)
+    assert lr.shape == (24, 1, 16, 16) and deg.random
+    assert torch.equal(lr, deg(hr, generator=3))
+    kinds = {
+        "bicubic": D.bicubic(hr, 2),
+        "bilinear": D.bilinear(hr, 2),
+        "gaussian_blur": D.blur_downsample(hr, 2),
+        "kspace": D.kspace_truncate(hr, 2, window="tukey"),
+    }
+    seen = set()
+    for i in range(hr.shape[0]):
+        match = [k for k, v in kinds.items() if torch.allclose(lr[i], v[i], atol=1e-6)]
+        assert len(match) == 1, match
+        seen.add(match[0])
+    assert seen == set(D.MIXED_KINDS)  # 24 draws of 4 equally likely kinds
+    # the fidelity check of a model trained on it uses antialiased bicubic
+    assert deg.downsample_only().to_config() == [D.Bicubic(scale=2).to_config()]
+
+
+def test_mixed_downsample_probabilities_noise_and_errors() -> None:
+    hr = D.blur_downsample(_rand(6, 1, 32, 32), 1, sigma=1.5)
+    only_bilinear = D.build_degradation(
+        {"name": "mixed_downsample", "scale": 4, "probs": [0, 1, 0, 0]}
+    )
+    assert torch.equal(only_bilinear(hr, generator=0), D.bilinear(hr, 4))
+    noisy = D.build_degradation(
+        {"name": "mixed_downsample", "scale": 4, "kinds": ["bicubic"], "noise_prob": 1.0}
+    )
+    assert not torch.allclose(noisy(hr, generator=0), D.bicubic(hr, 4))
+    with pytest.raises(ConfigError, match="valid: bicubic, bilinear"):
+        D.build_degradation({"name": "mixed_downsample", "scale": 2, "kinds": ["lanczos"]})
+    with pytest.raises(ConfigError, match="probs"):
+        D.build_degradation({"name": "mixed_downsample", "scale": 2, "probs": [1, 1]})
+    with pytest.raises(ConfigError, match="noise_prob"):
+        D.build_degradation({"name": "mixed_downsample", "scale": 2, "noise_prob": 2})

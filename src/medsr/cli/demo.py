@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import ConfigError
-from medsr.infer.defaults import DEFAULT_MODEL
+from medsr.infer.defaults import DEFAULT_MODELS, FALLBACK_MODEL, default_model
 from medsr.samples import SAMPLES
 
 OUTPUT_SUFFIXES = {"dicom": "", "nifti": ".nii.gz", "png": ".png"}
@@ -32,8 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "(antialiased bicubic down by --scale), super-resolve it with --model and with "
             "bicubic through the same pipeline as `medsr upscale`, and write the result in the "
             "sample's format plus side_by_side.png (LR, bicubic, the model, the original, with "
-            f"PSNR/SSIM against the original). Default model: {DEFAULT_MODEL} (no trained "
-            "medsr model is shipped yet)."
+            "PSNR/SSIM against the original). Default model: the shipped medsr model for the "
+            f"scale ({', '.join(f'x{k}: {v}' for k, v in sorted(DEFAULT_MODELS.items()))}), "
+            f"else {FALLBACK_MODEL}."
         ),
     )
     p.add_argument(
@@ -43,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sample", choices=sorted(SAMPLES), default="chest-ct", help="default chest-ct")
     p.add_argument("--scale", type=int, default=4, help="scale factor (default 4)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    p.add_argument(
+        "--model", default=None, help="default: the shipped model for --scale (see above)"
+    )
 
 
 def _window(image) -> tuple[float, float]:
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     write(lr_image, lr_path, format=fmt, overwrite=True)
     lr = read(lr_path)
 
-    model = load_model(args.model, scale=s)
+    model = load_model(args.model if args.model is not None else default_model(s), scale=s)
     methods = [model] if model.name == "bicubic" else [load_model("bicubic", scale=s), model]
     results = {m.name: upscale_image(lr, m, device="cpu") for m in methods}
     main = results[model.name]
@@ -186,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     panels = [(label("nearest", f"LR input (1/{s}, nearest)"), plane(nearest))]
     for key, r in results.items():
-        tag = " (default)" if key == model.name and args.model == DEFAULT_MODEL else ""
+        tag = " (default)" if key == model.name and args.model is None else ""
         panels.append(
             (label(key, f"{key}{tag}, fidelity {r.fidelity_psnr:.1f} dB"), plane(r.image.array))
         )

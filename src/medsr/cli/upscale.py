@@ -25,13 +25,15 @@ from medsr.cli.deidentify import add_deidentify_arguments, deidentification_stat
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
-    DEFAULT_MODEL,
+    DEFAULT_MODELS,
     DEFAULT_OVERLAP,
     DEFAULT_SCALE,
     DEFAULT_TILE,
     DEVICES,
     ENGINES,
+    FALLBACK_MODEL,
     PRECISIONS,
+    default_model,
 )
 from medsr.io import WRITABLE, read, write
 from medsr.io.image import Image
@@ -60,6 +62,10 @@ OUTPUT_FORMATS = {
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
+def _defaults_text() -> str:
+    return ", ".join(f"x{s}: {name}" for s, name in sorted(DEFAULT_MODELS.items()))
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
@@ -70,8 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "input's format: a DICOM series becomes a derived series (new series of the same "
             "study, marked not for primary diagnosis), NIfTI keeps a rescaled affine, PNG/TIFF "
             "keep their bit depth. Intensities stay in the input's physical units (HU stays HU). "
-            f"Default model: {DEFAULT_MODEL} (no trained medsr model is shipped yet; "
-            f"{DEFAULT_MODEL} was the best interpolation on the bundled samples)."
+            f"Default model: the shipped medsr model for the scale ({_defaults_text()}), "
+            f"else {FALLBACK_MODEL}. Outputs are not for primary diagnosis."
         ),
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders")
@@ -85,10 +91,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"an interpolation (nearest, bilinear, bicubic, lanczos), a checkpoint folder, an "
-        f".onnx file from `medsr export`, or ESRGAN .pth/.safetensors weights "
-        f"(default: {DEFAULT_MODEL})",
+        default=None,
+        help=f"a shipped model (`medsr models`), an interpolation (nearest, bilinear, bicubic, "
+        f"lanczos), a checkpoint folder, an .onnx file from `medsr export`, or ESRGAN "
+        f".pth/.safetensors weights (default: by scale, {_defaults_text()}; else "
+        f"{FALLBACK_MODEL})",
     )
     p.add_argument(
         "--scale",
@@ -306,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
 
-    model = load_model(args.model, scale=args.scale)
+    spec = args.model if args.model is not None else default_model(args.scale)
+    model = load_model(spec, scale=args.scale)
     runner = get_runner(
         model,
         engine=args.engine,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +54,9 @@ class SRDataset(Dataset):
     ``normaliser_from_dict(...).inverse``), ``volume_id``, ``subject_id``, ``slice_index``
     and ``spacing`` (``(spacing_y, spacing_x)`` in mm of the HR slice). Use
     :func:`collate` to batch them (slices of different sizes stay lists).
+
+    ``dataset_repeats`` (train mode only): dataset name -> k, each slice of that dataset is
+    listed k times (oversampling a small dataset in a mixed manifest).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class SRDataset(Dataset):
         foreground_tries: int = 5,
         return_mask: bool = False,
         datasets: Sequence[str] | None = None,
+        dataset_repeats: Mapping[str, int] | None = None,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ConfigError(f"unknown dataset mode {mode!r}; valid: train, eval")
@@ -107,6 +111,13 @@ class SRDataset(Dataset):
             rows = [r for r in rows if r.dataset in set(datasets)]
         if not rows:
             raise ConfigError(f"{path} has no rows for split {split!r}")
+        if dataset_repeats and mode == "train":
+            bad = {k: v for k, v in dataset_repeats.items() if not isinstance(v, int) or v < 1}
+            if bad:
+                raise ConfigError(f"dataset_repeats must be integers >= 1, got {bad}")
+            # Listing a slice k times makes it k times as likely in every epoch: the way a
+            # small dataset (two radiographs) gets its share next to thousands of MR slices.
+            rows = [r for r in rows for _ in range(dataset_repeats.get(r.dataset, 1))]
         self.rows: list[SliceRecord] = rows
         self.degradation = degradation
         self.mode: Mode = mode

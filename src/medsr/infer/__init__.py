@@ -5,7 +5,7 @@ Typical use::
     from medsr.io import read, write
     from medsr.infer import load_model, upscale_image
 
-    model = load_model("lanczos", scale=2)          # or a checkpoint folder, .onnx, .pth
+    model = load_model("medsr-edsr-tiny-x2")  # shipped; or "lanczos", a folder, .onnx, .pth
     result = upscale_image(read("ct_series/"), model, tile=192, overlap=16)
     write(result.image, "ct_series_sr/")            # a derived DICOM series
     result.fidelity_psnr                            # consistency with the input, dB
@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from medsr.infer.defaults import (
     DEFAULT_MODEL,
+    DEFAULT_MODELS,
     DEFAULT_OVERLAP,
     DEFAULT_SCALE,
     DEFAULT_TILE,
+    default_model,
 )
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers
@@ -70,6 +72,7 @@ _LAZY = {
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_MODELS",
     "DEFAULT_OVERLAP",
     "DEFAULT_SCALE",
     "DEFAULT_TILE",
@@ -78,6 +81,7 @@ __all__ = [
     "SRModel",
     "UpscaleResult",
     "area_reduce",
+    "default_model",
     "export_onnx",
     "fidelity_psnr",
     "get_runner",

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-DEFAULT_MODEL = "lanczos"
-"""The model ``medsr upscale`` and ``medsr demo`` use when none is given.
-
-No trained medsr weights are shipped yet, so this is the best interpolation by measurement
-(benchmarks/RESULTS.md, "Inference (issue 7)": Lanczos-3 beats bicubic on every bundled
-sample at x2 and x4). When weights ship, put their ``medsr.models.PRETRAINED`` name here.
-"""
-
 DEFAULT_SCALE = 2
 """Scale for models that can do any scale (interpolation) when none is given."""
+
+DEFAULT_MODELS: dict[int, str] = {2: "medsr-edsr-tiny-x2", 4: "medsr-edsr-tiny-x4"}
+"""The model ``medsr upscale`` and ``medsr demo`` use at each scale when none is given: the
+shipped ``medsr.models.PRETRAINED`` model that scored best on the validation benchmark
+(benchmarks/RESULTS.md, "Pretrained models (issue 9)")."""
+
+FALLBACK_MODEL = "lanczos"
+"""The default at scales without a shipped model (the best interpolation on the bundled
+samples: benchmarks/RESULTS.md, "Inference (issue 7)")."""
+
+DEFAULT_MODEL = DEFAULT_MODELS[DEFAULT_SCALE]
+"""The default model at the default scale (x2)."""
+
+
+def default_model(scale: int | None = None) -> str:
+    """The default model for ``scale`` (None: :data:`DEFAULT_SCALE`): a shipped model from
+    :data:`DEFAULT_MODELS`, else :data:`FALLBACK_MODEL`."""
+    return DEFAULT_MODELS.get(DEFAULT_SCALE if scale is None else scale, FALLBACK_MODEL)
+
 
 DEFAULT_TILE = 192
 """Tile size in input pixels. It bounds the model's working memory: at x4, one tile peaks

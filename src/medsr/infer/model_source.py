@@ -2,7 +2,7 @@
 
 ``load_model(spec)`` resolves, in this order:
 
-1. a name of :data:`medsr.models.PRETRAINED` (weights shipped with medsr; none yet),
+1. a name of :data:`medsr.models.PRETRAINED` (weights shipped with medsr, see `medsr models`),
 2. a name of :data:`medsr.models.GENERATORS` that needs no weights (the interpolation
    baselines ``nearest``, ``bilinear``, ``bicubic``, ``lanczos``); a network name without
    weights is refused (an untrained network only makes noise),
@@ -293,7 +293,7 @@ def load_model(spec: str | Path, *, scale: int | None = None) -> SRModel:
     text = str(spec)
     if text in PRETRAINED:
         entry = PRETRAINED[text]
-        model = _load_checkpoint(Path(entry.path), scale=scale)
+        model = _load_checkpoint(entry.folder(), scale=scale)
         model.name = text
         return model
     if text in GENERATORS:

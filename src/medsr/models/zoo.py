@@ -10,6 +10,7 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "PRETRAINED",
+    "PRETRAINED_DIR",
     "PretrainedWeights",
     "build_discriminator",
     "build_generator",
@@ -71,9 +73,19 @@ DISCRIMINATORS: dict[str, type[Discriminator]] = {
 }
 
 
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""Where the shipped weights live inside the package: one checkpoint folder per name."""
+
+
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """A set of weights medsr ships or documents: which model, trained on what, licence."""
+    """A set of weights medsr ships: which model, trained on what, under which licence.
+
+    ``path`` is the checkpoint folder (``model.safetensors`` + ``config.json``) relative to
+    :data:`PRETRAINED_DIR`; the folder also holds the model card ``MODEL_CARD.md``.
+    ``modalities``: what it was trained on; ``kind``: ``psnr`` (pixel loss, fidelity first)
+    or ``gan`` (perceptual quality first).
+    """
 
     name: str
     arch: str
@@ -83,11 +95,44 @@ class PretrainedWeights:
     training_data: str
     license: str
     path: str
+    kind: str = "psnr"
+
+    def folder(self) -> Path:
+        """The absolute checkpoint folder inside the installed package."""
+        return PRETRAINED_DIR / self.path
+
+    def card(self) -> Path:
+        """The model card (Markdown) of these weights."""
+        return self.folder() / "MODEL_CARD.md"
 
 
-# Weights shipped with medsr, listed by ``medsr models``. None are shipped yet: trained
-# checkpoints (with their model cards naming the data and its licence) are added here.
-PRETRAINED: dict[str, PretrainedWeights] = {}
+_DATA = "spine MRI, brain MRI (BraTS 2013), chest CT (Lung-PET-CT-Dx), chest X-ray (NIH)"
+_LICENSE = "weights: MIT (medsr); trained on data incl. BraTS (CC BY-NC-SA 3.0): see the model card"
+
+# Weights shipped with medsr (each folder has its MODEL_CARD.md), listed by ``medsr models``
+# and loaded by name with ``medsr.infer.load_model(name)``.
+PRETRAINED: dict[str, PretrainedWeights] = {
+    "medsr-edsr-tiny-x2": PretrainedWeights(
+        name="medsr-edsr-tiny-x2",
+        arch="edsr",
+        scale=2,
+        in_channels=1,
+        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
+        training_data=_DATA,
+        license=_LICENSE,
+        path="medsr-edsr-tiny-x2",
+    ),
+    "medsr-edsr-tiny-x4": PretrainedWeights(
+        name="medsr-edsr-tiny-x4",
+        arch="edsr",
+        scale=4,
+        in_channels=1,
+        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
+        training_data=_DATA,
+        license=_LICENSE,
+        path="medsr-edsr-tiny-x4",
+    ),
+}
 
 
 def hparam_names(cls: type[nn.Module]) -> list[str]:

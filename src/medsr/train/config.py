@@ -98,6 +98,8 @@ class DataConfig:
     spaced (null: all); ``val_crop``: centre crop of each validation slice (HR pixels, a
     multiple of the scale factors; null: whole slices).
     ``licenses``: dataset name -> licence text, written into the checkpoint's metadata.
+    ``dataset_repeats``: dataset name -> k >= 1; the training split lists each slice of that
+    dataset k times (oversampling the small datasets of a mixed manifest).
     """
 
     manifest: str
@@ -116,9 +118,12 @@ class DataConfig:
     val_max_slices: int | None = 32
     val_crop: int | None = None
     licenses: dict[str, str] = field(default_factory=dict)
+    dataset_repeats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive("patch_size", self.patch_size)
+        for dataset, k in self.dataset_repeats.items():
+            _positive(f"dataset_repeats.{dataset}", k)
         _positive("batch_size", self.batch_size)
         _positive("patches_per_slice", self.patches_per_slice)
         _positive("foreground_tries", self.foreground_tries)

@@ -247,6 +247,7 @@ def build_datasets(data: DataConfig, *, seed: int, degradation) -> tuple[Dataset
         patches_per_slice=data.patches_per_slice,
         min_patch_foreground=data.min_patch_foreground,
         foreground_tries=data.foreground_tries,
+        dataset_repeats=data.dataset_repeats or None,
         **common,
     )
     val = None

@@ -907,6 +907,77 @@ class KSpaceTruncation(Stage):
         )
 
 
+MIXED_KINDS = ("bicubic", "bilinear", "gaussian_blur", "kspace")
+"""The downsampling kernels :class:`MixedDownsample` draws from."""
+
+
+@dataclass(frozen=True)
+class MixedDownsample(Stage):
+    """Per image, one downsampling drawn at random from ``kinds`` (with ``probs``), then
+    Rician noise at ``snr`` with probability ``noise_prob``.
+
+    This is how a model learns several acquisition models at once (the pretrained medsr
+    models train on it): antialiased bicubic, plain bilinear, Gaussian blur with the default
+    sigma for the scale, and k-space truncation with a Tukey window (MRI-like). Its
+    deterministic counterpart (the fidelity check) is antialiased bicubic.
+    """
+
+    name: ClassVar[str] = "mixed_downsample"
+    random: ClassVar[bool] = True
+    scale: int
+    kinds: tuple[str, ...] = MIXED_KINDS
+    probs: tuple[float, ...] | None = None
+    noise_prob: float = 0.0
+    snr: float | tuple[float, float] = (20.0, 40.0)
+
+    def _check(self) -> None:
+        _pair(self.scale, self.name)
+        bad = [k for k in self.kinds if k not in MIXED_KINDS]
+        if not self.kinds or bad:
+            raise ConfigError(
+                f"mixed_downsample.kinds: unknown {bad or 'empty list'}; "
+                f"valid: {', '.join(MIXED_KINDS)}"
+            )
+        if self.probs is not None and (
+            len(self.probs) != len(self.kinds) or min(self.probs) < 0 or sum(self.probs) <= 0
+        ):
+            raise ConfigError(
+                f"mixed_downsample.probs must be {len(self.kinds)} non-negative weights "
+                f"(one per kind), got {self.probs!r}"
+            )
+        if not 0.0 <= self.noise_prob <= 1.0:
+            raise ConfigError(
+                f"mixed_downsample.noise_prob must be in [0, 1], got {self.noise_prob}"
+            )
+        _check_range("mixed_downsample.snr", self.snr, low=0.0)
+
+    def factors(self) -> tuple[int, int]:
+        return _pair(self.scale, self.name)
+
+    def _downsample(self, kind: str, x4: torch.Tensor) -> torch.Tensor:
+        if kind == "bicubic":
+            return bicubic(x4, self.scale, antialias=True, clip=True)
+        if kind == "bilinear":
+            return bilinear(x4, self.scale, antialias=False)
+        if kind == "gaussian_blur":
+            return blur_downsample(x4, self.scale)
+        return kspace_truncate(x4, self.scale, window="tukey", clip=True)
+
+    def apply(self, x4: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        assert generator is not None
+        probs = self.probs or (1.0,) * len(self.kinds)
+        out = []
+        for i in range(x4.shape[0]):
+            lr = self._downsample(self.kinds[_choice(generator, probs)], x4[i : i + 1])
+            if self.noise_prob > 0 and _uniform(generator, 0.0, 1.0) < self.noise_prob:
+                lr = rician_noise(lr, self.snr, generator=generator)
+            out.append(lr)
+        return torch.cat(out)
+
+    def deterministic(self) -> Stage | None:
+        return Bicubic(scale=self.scale)
+
+
 @dataclass(frozen=True)
 class ThickSlice(Stage):
     """Thick slices along H of ``(B, C, H, W)`` (see :func:`thick_slices`; use
@@ -1250,6 +1321,7 @@ DEGRADATIONS: dict[str, type[Stage]] = {
     "bilinear": Bilinear,
     "gaussian_blur": GaussianBlur,
     "kspace": KSpaceTruncation,
+    "mixed_downsample": MixedDownsample,
     "thick_slice": ThickSlice,
     "rician_noise": RicianNoise,
     "gaussian_noise": GaussianNoise,
@@ -1396,6 +1468,7 @@ def load_degradation(path: str | Path) -> Degradation:
 
 __all__ = [
     "DEGRADATIONS",
+    "MIXED_KINDS",
     "Bicubic",
     "Bilinear",
     "Degradation",
@@ -1403,6 +1476,7 @@ __all__ = [
     "GaussianNoise",
     "JPEGCompression",
     "KSpaceTruncation",
+    "MixedDownsample",
     "PoissonNoise",
     "RealESRGAN",
     "RicianNoise",

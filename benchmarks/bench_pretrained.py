@@ -1,0 +1,488 @@
+"""Benchmark of the shipped medsr models (issue 9) against bicubic and Real-ESRGAN x4plus.
+
+    python benchmarks/bench_pretrained.py                       # the table and the figure
+    python benchmarks/bench_pretrained.py --append benchmarks/RESULTS.md
+    python benchmarks/bench_pretrained.py --model tiny-x4=runs/medsr-edsr-tiny-x4/checkpoints/last
+
+Evaluation sets (deterministic; nothing here was used to choose a hyper-parameter):
+
+* **MRI (spine, val)** and **MRI (brain, val)**: ``--slices`` evenly spaced slices of the
+  validation split of the ``medsr prepare`` manifest the models were trained from
+  (``--manifest``, default ``runs/data/mixed``; subject-level split: 3 spine subjects, 1 BraTS
+  patient with FLAIR and T1c).
+* **X-ray (val)**: the one validation radiograph of that manifest (NIH ChestX-ray14).
+* **CT (external)** and **X-ray (external)**: the shared data have no CT and no second
+  X-ray subject for validation, so real DICOM files of pydicom / pydicom-data, never seen in
+  training, stand in: CT ``693_UNCR.dcm``, the two frames of ``eCT_Supplemental.dcm`` and
+  ``CT_small.dcm``; CR ``RG1_UNCR.dcm`` and ``RG3_UNCR.dcm``.
+
+Every image is normalised to [0, 1] the way training normalises it (CT wide window, MR
+foreground percentiles 0.5/99.5 of the volume, X-ray bit depth; clipped), radiographs are
+centre-cropped to 512 x 512 (Real-ESRGAN's CPU cost), and the HR is cropped to a multiple
+of 4. LR = antialiased bicubic downsampling (``medsr.transforms.degrade.bicubic``) at x2 and
+x4. Outputs are clamped to [0, 1]. PSNR and SSIM (``medsr.metrics``, data range 1, which for
+these affine normalisers equals PSNR in physical units over the normaliser's window) are
+computed after shaving ``scale`` border pixels. GMSD (``medsr.metrics.gmsd``, lower is
+better) is the perceptual index: LPIPS weights cannot be had offline.
+
+Real-ESRGAN x4plus (``../shared/data/weights/RealESRGAN_x4plus.safetensors``; grey repeated
+over RGB, output averaged back to grey; at x2 its x4 output is resized down by 2 with
+antialiased bicubic, as its ``--outscale`` does) costs seconds per 64 x 64 input on this CPU,
+so it runs on the centre 192 x 192 crop of ``--esrgan-slices`` images of each set (evenly
+spaced); the second table compares every method on exactly those crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HEADING = "## Pretrained models (issue 9)"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDSR_SHARED_DATA", REPO.parent.parent / "shared" / "data"))
+if not SHARED.is_dir():
+    SHARED = REPO.parent / "shared" / "data"
+ESRGAN = SHARED / "weights" / "RealESRGAN_x4plus.safetensors"
+CROP = 512
+ESRGAN_CROP = 192
+
+
+# -- data --------------------------------------------------------------------------------------
+def _evenly(items: list, n: int | None) -> list:
+    if n is None or len(items) <= n:
+        return list(items)
+    # centred spacing: the first and last slices of a volume are often nearly empty
+    idx = ((np.arange(n) + 0.5) * len(items) / n).astype(int)
+    return [items[i] for i in idx]
+
+
+def _centre_crop(x: np.ndarray, size: int) -> np.ndarray:
+    h, w = x.shape
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x[top : top + size, left : left + size]
+
+
+def _multiple(x: np.ndarray, m: int = 4) -> np.ndarray:
+    h, w = x.shape
+    return x[: h - h % m, : w - w % m]
+
+
+def manifest_sets(manifest: Path, slices: int) -> dict[str, list[tuple[str, np.ndarray]]]:
+    from medsr.data.manifest import read_manifest
+
+    rows = [r for r in read_manifest(manifest) if r.split == "val"]
+    groups = {
+        "MRI (spine, val)": "spine-mri",
+        "MRI (brain, val)": "brain-mri-brats2013",
+        "X-ray (val)": "chest-xray",
+    }
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    root = manifest if manifest.is_dir() else manifest.parent
+    for label, dataset in groups.items():
+        chosen = _evenly([r for r in rows if r.dataset == dataset], slices)
+        images = []
+        for r in chosen:
+            stack = np.load(root / r.store_path, mmap_mode="r")
+            plane = np.asarray(stack[r.slice_index], dtype=np.float32)
+            unit = r.load_normaliser().forward(plane)
+            unit = np.clip(unit, 0.0, 1.0)
+            if label.startswith("X-ray"):
+                unit = _centre_crop(unit, CROP)
+            images.append((f"{r.volume_id}#{r.slice_index}", _multiple(unit)))
+        if images:
+            out[label] = images
+    return out
+
+
+def _dicom_dirs() -> list[Path]:
+    import pydicom
+
+    dirs = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    try:
+        import data_store  # pydicom-data's import name
+
+        dirs.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    return dirs
+
+
+def _find(name: str) -> Path | None:
+    for folder in _dicom_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def external_sets() -> dict[str, list[tuple[str, np.ndarray]]]:
+    from medsr.io import read
+    from medsr.transforms.intensity import fit_normaliser
+
+    files = {
+        "CT (external)": ["693_UNCR.dcm", "eCT_Supplemental.dcm", "CT_small.dcm"],
+        "X-ray (external)": ["RG1_UNCR.dcm", "RG3_UNCR.dcm"],
+    }
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for label, names in files.items():
+        images = []
+        for name in names:
+            path = _find(name)
+            if path is None:
+                continue
+            image = read(path)
+            array = image.array if image.array.ndim == 3 else image.array[None]
+            src = image.source
+            norm = fit_normaliser(
+                array,
+                modality=image.modality,
+                bits_stored=src.bits_stored if src is not None else None,
+                signed=bool(src.signed) if src is not None else False,
+            )
+            for k, plane in enumerate(array):
+                unit = np.clip(norm.forward(plane), 0.0, 1.0).astype(np.float32)
+                if label.startswith("X-ray"):
+                    unit = _centre_crop(unit, CROP)
+                images.append((f"{name}#{k}", _multiple(unit)))
+        if images:
+            out[label] = images
+    return out
+
+
+# -- methods -----------------------------------------------------------------------------------
+Method = Callable[[torch.Tensor], torch.Tensor]
+
+
+def bicubic_up(scale: int) -> Method:
+    return lambda lr: F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def network(module: torch.nn.Module) -> Method:
+    module.eval()
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(lr)
+
+    return run
+
+
+def realesrgan(scale: int) -> Method | None:
+    if not ESRGAN.is_file():
+        return None
+    from medsr.models import load_official_esrgan
+    from medsr.transforms.degrade import bicubic
+
+    net = load_official_esrgan(ESRGAN, scale=4)
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            sr = net(lr.repeat(1, 3, 1, 1)).mean(dim=1, keepdim=True)
+        return sr if scale == 4 else bicubic(sr.clamp(0, 1), 4 // scale, antialias=True)
+
+    return run
+
+
+def load_models(specs: list[str]) -> dict[str, tuple[int, torch.nn.Module]]:
+    """``label=spec`` or a shipped name -> (scale, module)."""
+    from medsr.infer import load_model
+    from medsr.models import PRETRAINED
+
+    if not specs:
+        specs = list(PRETRAINED)
+    out = {}
+    for spec in specs:
+        label, _, target = spec.partition("=")
+        model = load_model(target or label)
+        out[label] = (model.scale, model.module)
+    return out
+
+
+# -- evaluation --------------------------------------------------------------------------------
+def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+    from medsr.metrics import gmsd, psnr, ssim
+
+    sr = sr.clamp(0, 1)[..., scale:-scale, scale:-scale].double()
+    hr = hr[..., scale:-scale, scale:-scale].double()
+    return {
+        "psnr": float(psnr(sr, hr, data_range=1.0)[0]),
+        "ssim": float(ssim(sr, hr, data_range=1.0)[0]),
+        "gmsd": float(gmsd(sr, hr, data_range=1.0)[0]),
+    }
+
+
+def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
+    from medsr.transforms.degrade import bicubic
+
+    lr = bicubic(hr, scale, antialias=True)
+    outs, scores = {}, {}
+    for method, fn in methods.items():
+        t0 = time.perf_counter()
+        sr = fn(lr)
+        seconds = time.perf_counter() - t0
+        outs[method] = sr.clamp(0, 1)
+        scores[method] = {"seconds": seconds, **score(sr, hr, scale)}
+    return {"outs": outs, "scores": scores}
+
+
+def evaluate(
+    sets, models, scales, esrgan_slices: int, figure_items: dict, cache: dict | None = None
+) -> list[dict]:
+    """Every method on every image (``esrgan_subset`` False), then every method and
+    Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
+    ``cache``: Real-ESRGAN outputs by ``"scale/image"`` (read and filled)."""
+    records = []
+    cache = {} if cache is None else cache
+    for scale in scales:
+        methods: dict[str, Method] = {"bicubic": bicubic_up(scale)}
+        for label, (s, module) in models.items():
+            if s == scale:
+                methods[label] = network(module)
+        esr = realesrgan(scale)
+        for set_name, images in sets.items():
+            subset = {name for name, _ in _evenly(images, esrgan_slices)}
+            for name, unit in images:
+                hr = torch.from_numpy(np.ascontiguousarray(unit))[None, None]
+                runs = [(False, hr, methods)]
+                if esr is not None and name in subset:
+                    crop = _multiple(_centre_crop(unit, ESRGAN_CROP))
+                    crop_t = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
+                    key = f"{scale}/{name}"
+
+                    def cached(lr: torch.Tensor, key: str = key, fn: Method = esr) -> torch.Tensor:
+                        if key not in cache:
+                            cache[key] = fn(lr)
+                        return cache[key]
+
+                    runs.append((True, crop_t, {**methods, "Real-ESRGAN x4plus": cached}))
+                for flag, image, chosen in runs:
+                    result = _run(chosen, image, scale)
+                    for method, sc in result["scores"].items():
+                        records.append(
+                            {
+                                "scale": scale,
+                                "set": set_name,
+                                "image": name,
+                                "method": method,
+                                "esrgan_subset": flag,
+                                "size": list(image.shape[-2:]),
+                                **sc,
+                            }
+                        )
+                    key = (scale, set_name)
+                    if flag and key not in figure_items:
+                        figure_items[key] = (name, image, result["outs"])
+    return records
+
+
+def _mean(values: list[float]) -> float:
+    return float(statistics.fmean(values)) if values else float("nan")
+
+
+def table(records: list[dict], *, subset: bool) -> list[str]:
+    rows = [r for r in records if r["esrgan_subset"] == subset]
+    methods: list[str] = []
+    for r in rows:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    lines = [
+        "| scale | set | n | " + " | ".join(f"{m} PSNR / SSIM / GMSD" for m in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for scale in sorted({r["scale"] for r in rows}):
+        for set_name in dict.fromkeys(r["set"] for r in rows if r["scale"] == scale):
+            cells = []
+            n = 0
+            for m in methods:
+                sel = [r for r in rows if r["scale"] == scale and r["set"] == set_name]
+                sel = [r for r in sel if r["method"] == m]
+                if not sel:
+                    cells.append("-")
+                    continue
+                n = max(n, len(sel))
+                cells.append(
+                    f"{_mean([r['psnr'] for r in sel]):.2f} / {_mean([r['ssim'] for r in sel]):.4f}"
+                    f" / {_mean([r['gmsd'] for r in sel]):.4f}"
+                )
+            lines.append(f"| x{scale} | {set_name} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def gains(records: list[dict]) -> list[str]:
+    """Per model and set: mean PSNR / SSIM gain over bicubic on the same images."""
+    lines = [
+        "| scale | model | set | dPSNR vs bicubic (dB) | dSSIM vs bicubic |",
+        "|---|---|---|---|---|",
+    ]
+    records = [r for r in records if not r["esrgan_subset"]]
+    base = {(r["scale"], r["set"], r["image"]): r for r in records if r["method"] == "bicubic"}
+    for r0 in dict.fromkeys((r["scale"], r["method"], r["set"]) for r in records):
+        scale, method, set_name = r0
+        if method in ("bicubic", "Real-ESRGAN x4plus"):
+            continue
+        sel = [r for r in records if (r["scale"], r["method"], r["set"]) == r0]
+        dp = _mean([r["psnr"] - base[(scale, set_name, r["image"])]["psnr"] for r in sel])
+        ds = _mean([r["ssim"] - base[(scale, set_name, r["image"])]["ssim"] for r in sel])
+        lines.append(f"| x{scale} | {method} | {set_name} | {dp:+.2f} | {ds:+.4f} |")
+    return lines
+
+
+def speed(models: dict, repeats: int = 5) -> list[str]:
+    lines = []
+    for label, (scale, module) in models.items():
+        lr = torch.rand(1, 1, 512 // scale, 512 // scale)
+        run = network(module)
+        run(lr)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(lr)
+            times.append(time.perf_counter() - t0)
+        n = sum(p.numel() for p in module.parameters())
+        lines.append(
+            f"- `{label}` (x{scale}, {n:,} parameters): 512 x 512 output in "
+            f"{statistics.median(times):.3f} s (median of {repeats}, "
+            f"{torch.get_num_threads()} threads)"
+        )
+    return lines
+
+
+def figure(items: dict, out: Path) -> Path | None:
+    if not items:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(items, key=lambda k: (k[0], k[1]))
+    ncols = max(len(items[k][2]) for k in keys) + 1
+    fig, axes = plt.subplots(len(keys), ncols, figsize=(2.2 * ncols, 2.4 * len(keys)))
+    axes = np.atleast_2d(axes)
+    for row, key in enumerate(keys):
+        _name, hr, outs = items[key]
+        h, w = hr.shape[-2:]
+        size = min(h, w, 128)
+        top, left = (h - size) // 2, (w - size) // 2
+        panels = [("HR", hr), *outs.items()]
+        # display window: the HR crop's 1st..99th percentiles (CT soft tissue and radiographs
+        # are low-contrast in the training normalisation)
+        ref = hr[0, 0, top : top + size, left : left + size].numpy()
+        lo, hi = np.percentile(ref, [1, 99])
+        hi = hi if hi > lo else lo + 1e-3
+        for col in range(ncols):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col >= len(panels):
+                continue
+            title, img = panels[col]
+            crop = img[0, 0, top : top + size, left : left + size].numpy()
+            ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            label = title if col else f"HR x{key[0]}\n{key[1]}"
+            ax.set_title(label, fontsize=7)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "pretrained_examples.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, default=REPO / "runs" / "data" / "mixed")
+    parser.add_argument("--model", action="append", default=[], help="LABEL=SPEC (repeatable)")
+    parser.add_argument("--slices", type=int, default=24, help="slices per MRI set")
+    parser.add_argument("--esrgan-slices", type=int, default=2)
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pretrained")
+    parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
+    parser.add_argument(
+        "--esrgan-cache",
+        type=Path,
+        help="a .pt file of Real-ESRGAN outputs, reused when present and written after the run "
+        "(Real-ESRGAN does not change between runs)",
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    sets = {}
+    if (args.manifest / "manifest.csv").is_file() or args.manifest.is_file():
+        sets.update(manifest_sets(args.manifest, args.slices))
+    sets.update(external_sets())
+    models = load_models(args.model)
+    items: dict = {}
+    t0 = time.perf_counter()
+    cache = {}
+    if args.esrgan_cache is not None and args.esrgan_cache.is_file():
+        cache = torch.load(args.esrgan_cache, weights_only=True)
+    records = evaluate(sets, models, args.scales, args.esrgan_slices, items, cache)
+    if args.esrgan_cache is not None:
+        torch.save(cache, args.esrgan_cache)
+    elapsed = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "records.json").write_text(json.dumps(records, indent=1))
+    fig = figure(items, args.out)
+    load = os.getloadavg()
+    section = [
+        HEADING,
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"no GPU; {torch.__version__}; date {dt.date.today().isoformat()}; load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared with other jobs).",
+        "",
+        "Command: `python benchmarks/bench_pretrained.py "
+        + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+        + f"` ({elapsed / 60:.1f} min).",
+        "",
+        "Degradation: antialiased bicubic. Entries: PSNR (dB) / SSIM / GMSD (lower is "
+        "better), means over the set's images, data range 1 of the training normalisation "
+        f"({scale_note()}).",
+        "",
+        "All images:",
+        "",
+        *table(records, subset=False),
+        "",
+        f"On the Real-ESRGAN subset (centre {ESRGAN_CROP} x {ESRGAN_CROP} crops of "
+        f"{args.esrgan_slices} images per set; the same pixels for every method):",
+        "",
+        *table(records, subset=True),
+        "",
+        "Gains over bicubic (all images):",
+        "",
+        *gains(records),
+        "",
+        "Speed (whole 512 x 512 output, one call, CPU):",
+        "",
+        *speed(models),
+        "",
+    ]
+    if fig is not None:
+        where = fig.relative_to(REPO) if fig.is_relative_to(REPO) else fig
+        section += [f"![examples]({where.as_posix()})", ""]
+    text = "\n".join(section)
+    (args.out / "results.md").write_text(text)
+    print(text)
+    if args.append:
+        with args.append.open("a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
+    return 0
+
+
+def scale_note() -> str:
+    return "borders of `scale` pixels shaved; outputs clamped to [0, 1]"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""Copy a trained checkpoint into the package as a shipped model, with its model card.
+
+    python scripts/ship_pretrained.py NAME CHECKPOINT [--results benchmarks/pretrained/records.json]
+
+Writes ``src/medsr/models/pretrained/NAME/`` with ``config.json`` (the checkpoint's, with the
+metadata it was trained with), ``model.safetensors`` (fp16 when the fp16 model's output on the
+bundled samples stays within 0.01 dB PSNR of the fp32 output and above 60 dB against it;
+else fp32) and ``MODEL_CARD.md`` (architecture, data and licences, degradation, recipe and
+command, validation metrics from the benchmark records, intended use, warning).
+Add the entry to ``medsr.models.zoo.PRETRAINED`` by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+REPO = Path(__file__).resolve().parents[1]
+DEST = REPO / "src" / "medsr" / "models" / "pretrained"
+
+WARNING = (
+    "**Not for primary diagnosis.** Super-resolved images are estimates: a network can "
+    "smooth away or invent fine structures (small lesions, fractures, calcifications). Use "
+    "them for viewing, research and pre-processing; read the original acquisition for any "
+    "clinical decision."
+)
+
+
+def _samples() -> list[np.ndarray]:
+    from medsr import samples
+    from medsr.io import read
+    from medsr.transforms.intensity import fit_normaliser
+
+    out = []
+    for key, sample in samples.SAMPLES.items():
+        image = read(samples.path(key), modality=sample.modality)
+        array = image.array if image.array.ndim == 2 else image.array[image.array.shape[0] // 2]
+        norm = fit_normaliser(array, modality=image.modality)
+        h, w = array.shape
+        centre = array[(h - 128) // 2 : (h + 128) // 2, (w - 128) // 2 : (w + 128) // 2]
+        out.append(np.clip(norm.forward(centre), 0, 1).astype(np.float32))
+    if not out:
+        rng = np.random.default_rng(0)
+        out.append(rng.random((64, 64), dtype=np.float32))
+    return out
+
+
+def fp16_ok(model: torch.nn.Module) -> tuple[bool, float]:
+    """Whether the fp16-rounded weights give (almost) the same output; and that PSNR."""
+    half = {
+        k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()
+    }
+    copy = type(model)(**model.hparams())
+    copy.load_state_dict(half)
+    copy.eval()
+    worst = float("inf")
+    with torch.inference_mode():
+        for img in _samples():
+            s = model.scale
+            lr = torch.from_numpy(img[: img.shape[0] // s * s, : img.shape[1] // s * s])[None, None]
+            a, b = model(lr), copy(lr)
+            mse = float(((a - b) ** 2).mean())
+            worst = min(worst, 10 * np.log10(1.0 / max(mse, 1e-20)))
+    return worst > 60.0, worst
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def metrics_table(name: str, scale: int, records: list[dict]) -> list[str]:
+    lines = [
+        "| set | images | bicubic PSNR / SSIM | this model PSNR / SSIM | gain (dB / SSIM) |",
+        "|---|---|---|---|---|",
+    ]
+    sets = list(dict.fromkeys(r["set"] for r in records if r["scale"] == scale))
+    for set_name in sets:
+        sel = [r for r in records if r["scale"] == scale and r["set"] == set_name]
+        sel = [r for r in sel if not r["esrgan_subset"]]
+        mine = [r for r in sel if r["method"] == name]
+        bic = {r["image"]: r for r in sel if r["method"] == "bicubic"}
+        if not mine:
+            continue
+        p, s = _mean([r["psnr"] for r in mine]), _mean([r["ssim"] for r in mine])
+        bp = _mean([bic[r["image"]]["psnr"] for r in mine])
+        bs = _mean([bic[r["image"]]["ssim"] for r in mine])
+        lines.append(
+            f"| {set_name} | {len(mine)} | {bp:.2f} / {bs:.4f} | {p:.2f} / {s:.4f} | "
+            f"{p - bp:+.2f} / {s - bs:+.4f} |"
+        )
+    lines += [
+        "",
+        "Against Real-ESRGAN x4plus (centre 192 x 192 crops of 2 images per set, the same "
+        "pixels for all three; at x2 Real-ESRGAN's x4 output is resized down by 2):",
+        "",
+        "| set | images | bicubic PSNR / SSIM | Real-ESRGAN x4plus PSNR / SSIM "
+        "| this model PSNR / SSIM |",
+        "|---|---|---|---|---|",
+    ]
+    for set_name in sets:
+        sel = [r for r in records if r["scale"] == scale and r["set"] == set_name]
+        sub = [r for r in sel if r["esrgan_subset"]]
+        esr = [r for r in sub if r["method"] == "Real-ESRGAN x4plus"]
+        mine = [r for r in sub if r["method"] == name]
+        bic = [r for r in sub if r["method"] == "bicubic"]
+        if not esr or not mine:
+            continue
+
+        def fmt(rows: list[dict]) -> str:
+            return (
+                f"{_mean([r['psnr'] for r in rows]):.2f} / {_mean([r['ssim'] for r in rows]):.4f}"
+            )
+
+        lines.append(f"| {set_name} | {len(mine)} | {fmt(bic)} | {fmt(esr)} | {fmt(mine)} |")
+    return lines
+
+
+def card(
+    name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
+) -> str:
+    meta = config["metadata"]
+    recipe = meta.get("recipe", {})
+    training = meta.get("training", {})
+    data = meta.get("training_data", {})
+    val = meta.get("validation") or {}
+    scale = config["scale"]
+    hp = config["hparams"]
+    repeats = recipe.get("config", {}).get("data", {}).get("dataset_repeats", {}) or {}
+
+    def slices(d: dict) -> str:
+        k = repeats.get(d["name"], 1)
+        n = d.get("train_slices", 0)
+        if k == 1:
+            return f"{n} training slices"
+        return f"{n // k} training slices, each listed {k} times (`dataset_repeats`)"
+
+    datasets = "\n".join(
+        f"- `{d['name']}`: {slices(d)} from {d.get('train_subjects', '?')} subject(s); "
+        f"licence: {d.get('license', 'unknown')}"
+        for d in data.get("datasets", [])
+    )
+    deg = json.dumps(meta.get("degradation"))
+    recipe_path = f"configs/pretrained/{recipe.get('name', name)}.yaml"
+    lines = [
+        f"# Model card: `{name}`",
+        "",
+        WARNING,
+        "",
+        "## Summary",
+        "",
+        f"- Task: single-image super-resolution, x{scale}, one channel (grey), input in [0, 1] "
+        "after medsr's normalisation (CT window, MR percentiles, X-ray bit depth; "
+        "`medsr upscale` does it).",
+        f"- Architecture: `{config['arch']}` {json.dumps(hp)}; "
+        f"{config.get('num_parameters', '?'):,} parameters; weights stored as {dtype}"
+        + (
+            " (the fp16 model's output is over 60 dB PSNR from the fp32 output on the bundled "
+            "samples: lossless for practical purposes)"
+            if dtype == "fp16"
+            else ""
+        )
+        + ".",
+        f"- Kind: {'GAN (perceptual)' if 'gan' in name else 'PSNR-oriented (L1 loss)'}.",
+        "- Load: `medsr.infer.load_model(" + repr(name) + ")`, or "
+        f"`medsr upscale IMAGE --model {name}`.",
+        "",
+        "## Training data and licences",
+        "",
+        datasets or "- (see config.json)",
+        "",
+        "Subject-level splits by `medsr prepare` (80/10/10 by subject, seed 0): no slice of a "
+        "validation subject was seen in training. The weights are released under the medsr "
+        "licence (MIT); because BraTS is CC BY-NC-SA 3.0, treat them as **non-commercial, "
+        "share-alike** unless you retrain without BraTS, and cite the data sources above.",
+        "",
+        "## Degradation (how the low-resolution inputs were made)",
+        "",
+        f"`{deg}`: per training patch one downsampling is drawn: antialiased bicubic (40 %), "
+        "bilinear (20 %), Gaussian blur with the default sigma for the scale then decimation "
+        "(20 %), k-space truncation with a Tukey window (20 %, MRI-like); then Rician noise "
+        "(SNR 20..40) on 10 % of patches.",
+        "",
+        "## Recipe",
+        "",
+        "```bash",
+        "medsr prepare ../shared/data/spine-mri ../shared/data/brain-mri-brats2013 \\",
+        "    ../shared/data/chest-ct ../shared/data/chest-xray --out runs/data/mixed",
+        f"nice -n 10 medsr train {recipe_path} --out runs/{recipe.get('name', name)}",
+        f"python scripts/ship_pretrained.py {name} "
+        f"runs/{recipe.get('name', name)}/checkpoints/last",
+        "```",
+        "",
+        f"Recipe `{recipe_path}`: {recipe.get('description', '')} "
+        f"Trained {training.get('steps', '?')} steps of batch {training.get('global_batch', '?')} "
+        f"on {training.get('device', 'cpu')} ({training.get('precision', 'fp32')}), EMA "
+        f"{training.get('ema_decay')}, seed {training.get('seed')}. This was a CPU-only run on "
+        "a shared 2-core machine: far shorter than a normal super-resolution schedule (see "
+        "Limitations).",
+        "",
+        *([note, ""] if note else []),
+        "## Validation metrics (antialiased bicubic degradation)",
+        "",
+        'From `python benchmarks/bench_pretrained.py` (benchmarks/RESULTS.md, "Pretrained '
+        'models (issue 9)"): PSNR in dB and SSIM on the training normalisation (data range '
+        "1), borders of `scale` pixels shaved. MRI and the first X-ray set are the validation "
+        "split of the shared data; CT and the second X-ray set are real DICOM files from "
+        "pydicom / pydicom-data (the shared data have no CT validation subject).",
+        "",
+        *metrics_table(name, scale, records),
+        "",
+    ]
+    if val:
+        m = val.get("metrics", {})
+        lines += [
+            f"Training-time validation (step {m.get('step')}, {val.get('max_slices')} val slices, "
+            f"centre crop {val.get('crop')}, the training degradation): PSNR "
+            f"{m.get('psnr', float('nan')):.2f} dB vs bicubic "
+            f"{m.get('psnr_bicubic', float('nan')):.2f}.",
+            "",
+        ]
+    lines += [
+        "## Intended use",
+        "",
+        "Upscaling grey medical images (MRI slices, CT slices, radiographs) for viewing, "
+        "research and as a pre-processing step, with `medsr upscale`, which reports the "
+        "fidelity check (downsampling the output should give back the input).",
+        "",
+        "## Limitations",
+        "",
+        "- Trained for about an hour of a shared 2-core CPU: a GPU run of the same recipe "
+        "(hundreds of thousands of patches instead of thousands) would be markedly better.",
+        "- Small training data (26 spine subjects, 2 BraTS patients, 1 CT series, 1 "
+        "radiograph); other anatomies, scanners and contrasts are out of distribution.",
+        "- Not evaluated for any diagnostic task.",
+        "",
+        WARNING,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medsr.models import load, read_config
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "--results", type=Path, default=REPO / "benchmarks" / "pretrained" / "records.json"
+    )
+    parser.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    parser.add_argument(
+        "--card-only", action="store_true", help="rewrite the model card of a shipped model"
+    )
+    parser.add_argument("--note", default="", help="a paragraph added to the card's recipe")
+    args = parser.parse_args(argv)
+    out = DEST / args.name
+    if args.card_only:
+        config = read_config(out)
+        records = json.loads(args.results.read_text()) if args.results.is_file() else []
+        import safetensors
+
+        with safetensors.safe_open(str(out / "model.safetensors"), "pt") as fh:
+            dtype = "fp16" if fh.get_tensor(fh.keys()[0]).dtype == torch.float16 else "fp32"
+        text = card(args.name, config, records, dtype, float("nan"), args.note)
+        (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+        print(f"wrote {out / 'MODEL_CARD.md'}")
+        return 0
+    model = load(args.checkpoint)
+    config = read_config(args.checkpoint)
+    ok, fp16_psnr = fp16_ok(model)
+    use_fp16 = ok and not args.fp32
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.half() if use_fp16 and v.is_floating_point() else v).contiguous().clone()
+        for k, v in model.state_dict().items()
+    }
+    save_file(
+        state, str(out / "model.safetensors"), metadata={"format": "pt", "arch": config["arch"]}
+    )
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    records = json.loads(args.results.read_text()) if args.results.is_file() else []
+    text = card(args.name, config, records, "fp16" if use_fp16 else "fp32", fp16_psnr, args.note)
+    (out / "model.safetensors").chmod(0o644)
+    (out / "fp16_check.json").write_text(json.dumps({"fp16_vs_fp32_psnr_db": fp16_psnr}) + "\n")
+    (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+    size = (out / "model.safetensors").stat().st_size
+    print(
+        f"wrote {out} ({size / 1e6:.2f} MB, {'fp16' if use_fp16 else 'fp32'}; "
+        f"fp16 PSNR {fp16_psnr:.1f} dB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

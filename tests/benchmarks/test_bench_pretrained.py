@@ -1,0 +1,30 @@
+"""The pretrained-model benchmark runs end to end on the external DICOM files (tiny settings)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pretrained.py"
+
+
+def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
+    dicom_file("CT_small.dcm")  # skips without the DICOM test files
+    spec = importlib.util.spec_from_file_location("bench_pretrained", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.ESRGAN = tmp_path / "absent.safetensors"  # Real-ESRGAN is too slow for a unit test
+    bench.CROP = 64
+    out = tmp_path / "out"
+    argv = ["--manifest", str(tmp_path / "no-manifest"), "--model", "medsr-edsr-tiny-x2"]
+    argv += ["--scales", "2", "--threads", "1", "--out", str(out)]
+    argv += ["--append", str(tmp_path / "RESULTS.md")]
+    assert bench.main(argv) == 0
+    records = json.loads((out / "records.json").read_text())
+    sets = {r["set"] for r in records}
+    assert sets == {"CT (external)", "X-ray (external)"}
+    assert {r["method"] for r in records} == {"bicubic", "medsr-edsr-tiny-x2"}
+    assert all(r["psnr"] > 20 and 0 < r["ssim"] <= 1 for r in records)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.count(bench.HEADING) == 1 and "medsr-edsr-tiny-x2 PSNR" in text
