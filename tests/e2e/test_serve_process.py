@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+from medsr.infer import DEFAULT_MODEL
+
 pytestmark = pytest.mark.e2e
 
 
@@ -37,7 +39,7 @@ def test_medsr_serve_starts_and_answers(tmp_path):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(process.communicate()[0]) from None
                 time.sleep(0.2)
-        assert info["retention_hours"] == 1 and info["default_model"] == "lanczos"
+        assert info["retention_hours"] == 1 and info["default_model"] == DEFAULT_MODEL
         assert (tmp_path / "data" / "jobs").is_dir()
     finally:
         process.send_signal(signal.SIGINT)

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from medsr.infer import DEFAULT_MODEL
 from medsr.io import read
 from medsr.web.app import ServeSettings, create_app
 from medsr.web.limits import Limits
@@ -32,7 +33,7 @@ def test_upload_dicom_compare_and_download(browser, page, live_server, ct_file, 
     server = live_server(_app(tmp_path))
     page.goto(server.url + "/")
     page.wait_for_selector("#model option", state="attached")
-    assert page.input_value("#model") == "lanczos"
+    assert page.input_value("#model") == DEFAULT_MODEL  # the shipped x2 model
     page.set_input_files("#file", str(ct_file))
     page.select_option("#scale", "2")
     page.click("#submit")
@@ -40,7 +41,7 @@ def test_upload_dicom_compare_and_download(browser, page, live_server, ct_file, 
     viewer = page.locator("#viewer")
     assert page.locator("#facts").inner_text().startswith("CT")
     assert "256×256" in page.locator("#facts").inner_text()
-    assert page.locator("#tag-right").inner_text().startswith("SR (lanczos x2)")
+    assert page.locator("#tag-right").inner_text().startswith(f"SR ({DEFAULT_MODEL} x2)")
     screenshot(page, "upscale-split")
 
     # The divider follows a drag.

@@ -29,6 +29,7 @@ from medsr.infer.batch import (
     run_batch,
     shard,
 )
+from medsr.infer.defaults import default_model
 from medsr.io import read, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,6 +165,14 @@ def test_a_fresh_run_does_not_replace_files_it_did_not_make(tree, tmp_path, caps
     assert read(out / "b.png").array.shape == (120, 96)  # the others go on
     assert main([*args, "--overwrite"]) == 0
     assert read(out / "a.png").array.shape == (128, 128)
+
+
+def test_without_a_model_a_tree_uses_the_shipped_model_for_the_scale(tree, tmp_path):
+    out = tmp_path / "out"
+    assert main(["upscale", str(tree / "xray"), "-o", str(out), "--scale", "4"]) == 0
+    rows = rows_of(out / "manifest.csv")
+    assert {row["model"] for row in rows} == {f"{default_model(4)} x4"}
+    assert read(out / "b.png").array.shape == (240, 192)
 
 
 def test_a_list_file_mirrors_below_the_common_folder(tree, tmp_path, capsys):

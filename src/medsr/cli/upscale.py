@@ -303,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
                 "--list, --manifest and torchrun are not supported with it"
             )
         return run_self_supervised(args)
+    if args.model is None:  # the shipped model for this scale (batch and single runs alike)
+        args.model = default_model(args.scale)
     if batch_mode(args):
         return run_batch_command(args)
     if not args.inputs:
@@ -313,8 +315,7 @@ def run(args: argparse.Namespace) -> int:
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
 
-    spec = args.model if args.model is not None else default_model(args.scale)
-    model = load_model(spec, scale=args.scale)
+    model = load_model(args.model, scale=args.scale)
     runner = get_runner(
         model,
         engine=args.engine,

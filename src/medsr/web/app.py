@@ -103,13 +103,17 @@ class ServeSettings:
 
 
 def default_models(extra: dict[str, str] | None = None) -> dict[str, ModelChoice]:
-    """The interpolation baselines (x2-x4) plus ``extra`` (name -> checkpoint/ONNX path),
-    whose scale is read from the model."""
+    """The shipped medsr models (``medsr.models.PRETRAINED``), the interpolation baselines
+    (x2-x4), and ``extra`` (name -> checkpoint/ONNX path), whose scale is read from the model."""
     from medsr.infer import interpolation_names, load_model
+    from medsr.models import PRETRAINED
 
     choices = {
-        name: ModelChoice(name=name, spec=name, scales=(2, 3, 4)) for name in interpolation_names()
+        name: ModelChoice(name=name, spec=name, scales=(weights.scale,), trained=True)
+        for name, weights in PRETRAINED.items()
     }
+    for name in interpolation_names():
+        choices[name] = ModelChoice(name=name, spec=name, scales=(2, 3, 4))
     for name, spec in (extra or {}).items():
         model = load_model(spec)
         choices[name] = ModelChoice(name=name, spec=spec, scales=(model.scale,), trained=True)
