@@ -201,11 +201,24 @@ def run(args: argparse.Namespace) -> int:
     note = "" if trained or PRETRAINED else "; no trained medsr model is shipped yet"
     kind = "trained model" if trained else "interpolation"
     where = f"slice {z + 1} of {hr.spatial_shape[0]}, " if z is not None else ""
-    title = (
-        f"medsr demo: {SAMPLES[name].description.split(' (')[0]} ({name}), x{s}; "
-        f"model: {model.name} ({kind}{note})\n{where}PSNR/SSIM against the original in "
-        f"physical units (data range = its min..max){', mean over slices' if z is not None else ''}"
-        "; bottom row: the yellow box enlarged"
+    caution = ""
+    if model.name in PRETRAINED and SAMPLES[name].seen_in_training:
+        held_out = sorted(k for k, v in SAMPLES.items() if not v.seen_in_training)
+        caution = (
+            f"this {name} subject is in {model.name}'s training data, so its scores here are "
+            f"optimistic; held-out samples: {', '.join(held_out)} (--sample)"
+        )
+    title = "\n".join(
+        line
+        for line in (
+            f"medsr demo: {SAMPLES[name].description.split(' (')[0]} ({name}), x{s}; "
+            f"model: {model.name} ({kind}{note})",
+            caution,
+            f"{where}PSNR/SSIM against the original in physical units (data range = its "
+            f"min..max){', mean over slices' if z is not None else ''}"
+            "; bottom row: the yellow box enlarged",
+        )
+        if line
     )
     figure = out / "side_by_side.png"
     _figure(figure, panels, _window(hr), title, zoom)
@@ -222,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
             "clipped when written; the figure and metrics use the unclipped values)"
         )
     print(f"side-by-side figure: {figure}")
+    if caution:
+        print(f"note: {caution}")
     for key, m in scores.items():
         fidelity = results[key].fidelity_psnr if key in results else math.nan
         extra = "" if math.isnan(fidelity) else f", fidelity {fidelity:.1f} dB"

@@ -14,10 +14,14 @@ from medsr.errors import ConfigError
 
 @dataclass(frozen=True)
 class Sample:
+    """``seen_in_training``: the sample's subject is in the training data of the shipped
+    models (``medsr.models.PRETRAINED``), so their scores on it are optimistic."""
+
     relative_path: str
     modality: str
     description: str
     license: str
+    seen_in_training: bool = False
 
 
 SAMPLES: dict[str, Sample] = {
@@ -27,6 +31,8 @@ SAMPLES: dict[str, Sample] = {
         "3 axial chest CT slices (DICOM series, 512x512, 0.84 mm pixels, 5 mm slices, HU) from "
         "TCIA Lung-PET-CT-Dx subject A0001",
         "CC BY 4.0",
+        # the one chest CT series of ../shared/data, which trained the shipped models
+        seen_in_training=True,
     ),
     "chest-xray": Sample(
         "chest-xray.png",
