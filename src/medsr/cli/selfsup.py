@@ -79,11 +79,9 @@ def _config(args: argparse.Namespace):
 
 def run_self_supervised(args: argparse.Namespace) -> int:
     """Run ``medsr upscale --self-supervised`` over the inputs; 1 if any failed."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.upscale import OUTPUT_FORMATS, discover, output_path
+    from medsr.cli.upscale import OUTPUT_FORMATS, discover, output_path, progress_bar
     from medsr.infer.selfsup import self_supervised_upscale
     from medsr.infer.upscale import fit_to_output
 
@@ -101,16 +99,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     state = deidentification_state(args)
     for path in skipped:
         print(f"skipped {path} (not an image)")
-    err = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+    progress = progress_bar()
     failed = 0
     with progress:
         for job in jobs:

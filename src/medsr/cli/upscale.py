@@ -41,6 +41,8 @@ from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 from medsr.io.write import SUFFIXES
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from medsr.infer.batch import BatchItem, ItemResult
     from medsr.infer.model_source import SRModel
     from medsr.infer.upscale import UpscaleResult
@@ -293,6 +295,23 @@ def _describe_model(model: SRModel) -> str:
     return f"{model.name} x{model.scale} ({kind}{note})"
 
 
+def progress_bar() -> Progress:
+    """The per-input progress bar of ``medsr upscale`` (on stderr; off when not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.self_supervised:
         # a folder tree is fine (one model per volume, one process); sharding and manifests
@@ -309,8 +328,6 @@ def run(args: argparse.Namespace) -> int:
         return run_batch_command(args)
     if not args.inputs:
         raise ConfigError("no INPUT given (or --list FILE)")
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
@@ -335,16 +352,7 @@ def run(args: argparse.Namespace) -> int:
     for path in skipped:
         print(f"skipped {path} (not an image)")
 
-    err = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+    progress = progress_bar()
     outcomes: list[Outcome] = []
     used: set[Path] = set()
     with progress:
