@@ -260,7 +260,7 @@ def test_options_fail_before_any_work(brats_like: Path, tmp_path: Path, monkeypa
     with pytest.raises(ConfigError, match="does not match"):
         prepare([brats_like], tmp_path / "a", PrepareOptions(subject_regex=r"sub-\d+"))
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if not installed
-    with pytest.raises(ConfigError, match="pip install pyarrow"):
+    with pytest.raises(ConfigError, match=r"pip install 'medsr\[parquet\]'"):
         prepare([brats_like], tmp_path / "b", PrepareOptions(format="parquet"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

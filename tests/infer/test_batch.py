@@ -346,3 +346,14 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tree, tmp_path):
     assert sorted(got) == sorted(expected) and len(got) == 6
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_the_manifest_has_a_parquet_copy_when_pyarrow_is_installed(tree, tmp_path):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "out"
+    assert main(["upscale", str(tree / "xray"), "-o", str(out), "--model", "nearest"]) == 0
+    table = parquet.read_table(out / "manifest.parquet").to_pylist()
+    rows = rows_of(out / "manifest.csv")
+    assert len(table) == len(rows) == 2
+    assert [r["input"] for r in table] == [r["input"] for r in rows]
+    assert [r["status"] for r in table] == ["ok", "ok"]

@@ -187,7 +187,8 @@ def _pyarrow():
         import pyarrow.parquet as pq
     except ImportError as error:
         raise ConfigError(
-            "Parquet manifests need pyarrow (`pip install pyarrow`); or use the CSV manifest"
+            "Parquet manifests need pyarrow (`pip install 'medsr[parquet]'`); "
+            "or use the CSV manifest"
         ) from error
     return pa, pq
 
