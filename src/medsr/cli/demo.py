@@ -197,9 +197,7 @@ def run(args: argparse.Namespace) -> int:
     hr_plane = plane(hr.array)
     size = max(min(hr_plane.shape) // 4, 8)
     zoom = (*_zoom_box(hr_plane, size), size)
-    trained = model.trained
-    note = "" if trained or PRETRAINED else "; no trained medsr model is shipped yet"
-    kind = "trained model" if trained else "interpolation"
+    kind = "trained model" if model.trained else "interpolation"
     where = f"slice {z + 1} of {hr.spatial_shape[0]}, " if z is not None else ""
     caution = ""
     if model.name in PRETRAINED and SAMPLES[name].seen_in_training:
@@ -212,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         line
         for line in (
             f"medsr demo: {SAMPLES[name].description.split(' (')[0]} ({name}), x{s}; "
-            f"model: {model.name} ({kind}{note})",
+            f"model: {model.name} ({kind})",
             caution,
             f"{where}PSNR/SSIM against the original in physical units (data range = its "
             f"min..max){', mean over slices' if z is not None else ''}"
@@ -226,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     sr_where = written[0].parent if len(written) > 1 else written[0]
     print(f"sample: {name} ({SAMPLES[name].description}; {SAMPLES[name].license})")
     print(f"low-resolution input (1/{s}, antialiased bicubic): {lr_path}")
-    print(f"super-resolved with {model.name} ({kind}{note}): {sr_where}")
+    print(f"super-resolved with {model.name} ({kind}): {sr_where}")
     limits = stored_range(main.image, fmt)
     if clipped and limits is not None:
         print(

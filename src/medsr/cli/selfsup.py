@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from medsr.errors import ConfigError, FileError, MedsrError, WriteError
+from medsr.errors import ConfigError, FileError, MedsrError
 from medsr.io import read, write
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     """Run ``medsr upscale --self-supervised`` over the inputs; 1 if any failed."""
 
     from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.upscale import OUTPUT_FORMATS, discover, output_path, progress_bar
+    from medsr.cli.upscale import discover, output_target, progress_bar
     from medsr.infer.selfsup import self_supervised_upscale
     from medsr.infer.upscale import fit_to_output
 
@@ -111,12 +111,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             try:
                 image = read(job.path, series_uid=job.series_uid)
-                source_format = image.source.format if image.source is not None else "npy"
-                fmt = args.format or OUTPUT_FORMATS.get(source_format, "npz")
-                target = output_path(job, image, out, fmt, len(jobs) == 1)
-                exists = target.exists() and (target.is_file() or any(target.iterdir()))
-                if not args.overwrite and exists:
-                    raise WriteError(target, "already exists (pass --overwrite to replace it)")
+                fmt, target = output_target(job, image, args, out, len(jobs) == 1)
                 result = self_supervised_upscale(
                     image,
                     axis=args.axis,

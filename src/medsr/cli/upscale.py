@@ -286,13 +286,8 @@ class Outcome:
 
 
 def _describe_model(model: SRModel) -> str:
-    kind = "interpolation" if not model.trained else "trained"
-    note = ""
-    from medsr.models import PRETRAINED
-
-    if not model.trained and not PRETRAINED:
-        note = "; no trained medsr model is shipped yet"
-    return f"{model.name} x{model.scale} ({kind}{note})"
+    kind = "trained" if model.trained else "interpolation"
+    return f"{model.name} x{model.scale} ({kind})"
 
 
 def progress_bar() -> Progress:
@@ -380,6 +375,29 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def output_target(
+    job: Job,
+    image: Image,
+    args: argparse.Namespace,
+    out: Path,
+    single: bool,
+    used: set[Path] | None = None,
+) -> tuple[str, Path]:
+    """The output format (``--format``, else the input's) and path of ``job``; refuses a
+    path another input of this run already took (``used``) and, without ``--overwrite``, one
+    that exists."""
+    source_format = image.source.format if image.source is not None else "npy"
+    fmt = args.format or OUTPUT_FORMATS.get(source_format, "npz")
+    target = output_path(job, image, out, fmt, single)
+    if used is not None:
+        if target in used:
+            raise ConfigError(f"output {target} would be written twice (inputs with one name)")
+        used.add(target)
+    if not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
+        raise WriteError(target, "already exists (pass --overwrite to replace it)")
+    return fmt, target
+
+
 def _process(job, model, args, out, single, state, report, used) -> Outcome:
     from medsr.infer.upscale import fit_to_output, upscale_image
 
@@ -388,14 +406,7 @@ def _process(job, model, args, out, single, state, report, used) -> Outcome:
     try:
         image = read(job.path, series_uid=job.series_uid)
         outcome.image = image
-        source_format = image.source.format if image.source is not None else "npy"
-        fmt = args.format or OUTPUT_FORMATS.get(source_format, "npz")
-        target = output_path(job, image, out, fmt, single)
-        if target in used:
-            raise ConfigError(f"output {target} would be written twice (inputs with one name)")
-        used.add(target)
-        if not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
-            raise WriteError(target, "already exists (pass --overwrite to replace it)")
+        fmt, target = output_target(job, image, args, out, single, used)
         result = upscale_image(
             image,
             model,

@@ -118,16 +118,9 @@ def build_optimizer(params: list[nn.Parameter], config: OptimizerConfig) -> torc
     """Adam, AdamW or SGD (with momentum) over ``params``."""
     if not params:
         raise ConfigError("the optimiser has no trainable parameters (an interpolation model?)")
-    if config.name == "adam":
-        return torch.optim.Adam(
-            params,
-            lr=config.lr,
-            betas=config.betas,
-            eps=config.eps,
-            weight_decay=config.weight_decay,
-        )
-    if config.name == "adamw":
-        return torch.optim.AdamW(
+    if config.name in ("adam", "adamw"):
+        adam = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
+        return adam(
             params,
             lr=config.lr,
             betas=config.betas,
