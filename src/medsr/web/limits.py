@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from medsr.errors import MedsrError
-from medsr.io.read import sniff
+from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 
 __all__ = [
     "UPLOAD_KINDS",
@@ -37,19 +37,10 @@ UPLOAD_KINDS: dict[str, str] = {
 }
 """The kinds of upload the web app accepts, with how the page names them."""
 
-_SUFFIX_KIND = {
-    ".dcm": "dicom",
-    ".dicom": "dicom",
-    ".ima": "dicom",
-    ".zip": "dicom-zip",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
+_SUFFIX_KIND = {suffix: fmt for suffix, fmt in SUFFIX_FORMATS.items() if fmt in UPLOAD_KINDS} | {
+    ".zip": "dicom-zip"
 }
+"""Upload kind by file-name suffix: the readable formats the app accepts, plus zipped series."""
 
 
 class UploadRejected(MedsrError):
@@ -84,10 +75,7 @@ class Limits:
 
 
 def _suffix(name: str) -> str:
-    lower = name.lower()
-    if lower.endswith(".nii.gz"):
-        return ".nii.gz"
-    return PurePosixPath(lower).suffix
+    return suffix_of(PurePosixPath(name))
 
 
 def _accepted() -> str:
