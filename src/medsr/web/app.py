@@ -783,7 +783,8 @@ def _is_study_path(path: str) -> bool:
     return (
         path == "/study"
         or path.startswith("/api/study")
-        or path in ("/static/study.js", "/static/style.css", "/static/study.html")
+        or path
+        in ("/static/common.js", "/static/study.js", "/static/style.css", "/static/study.html")
     )
 
 

@@ -1,7 +1,6 @@
 // medsr upload and comparison page. Plain JavaScript, no build step, no external code.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const VIEW_LABELS = { lr: "LR (input)", bicubic: "bicubic", sr: "SR" };
 
 const state = {
@@ -21,38 +20,8 @@ const state = {
   right: "sr",
 };
 
-// ----------------------------------------------------------------- errors and API
-function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = !message;
-}
-
-function detailOf(body, status) {
-  if (body && typeof body.detail === "string") return body.detail;
-  if (body && Array.isArray(body.detail)) {
-    return body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
-  }
-  return `the server answered ${status}`;
-}
-
-async function api(url, options) {
-  const response = await fetch(url, options);
-  let body = null;
-  try {
-    body = await response.json();
-  } catch (e) {
-    body = null;
-  }
-  if (!response.ok) {
-    const error = new Error(detailOf(body, response.status));
-    error.status = response.status;
-    throw error;
-  }
-  return body;
-}
-
 // ----------------------------------------------------------------- setup
+// ($, showError and api come from common.js)
 async function init() {
   try {
     state.info = await api("/api/info");

@@ -1,40 +1,14 @@
 // medsr reader-study page: blinded items one at a time, answers saved after each one.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "medsr-reader-token";
 const state = { token: null, info: null, item: null, items: null, shownAt: 0, urls: [] };
 
-function showError(message) {
-  $("error").textContent = message;
-  $("error").hidden = !message;
-}
-
-function detailOf(body, status) {
-  if (body && typeof body.detail === "string") return body.detail;
-  if (body && Array.isArray(body.detail)) {
-    return body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
-  }
-  return `the server answered ${status}`;
-}
-
-async function api(url, options = {}) {
+// showError, detailOf and api come from common.js; reader calls add the reader's token.
+function readerApi(url, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (state.token) headers.Authorization = "Bearer " + state.token;
-  const response = await fetch(url, Object.assign({}, options, { headers }));
-  if (response.headers.get("content-type") === "image/png" && response.ok) return response.blob();
-  let body = null;
-  try {
-    body = await response.json();
-  } catch (e) {
-    body = null;
-  }
-  if (!response.ok) {
-    const error = new Error(detailOf(body, response.status));
-    error.status = response.status;
-    throw error;
-  }
-  return body;
+  return api(url, Object.assign({}, options, { headers }));
 }
 
 function show(panel) {
@@ -43,7 +17,7 @@ function show(panel) {
 
 async function init() {
   try {
-    state.info = await api("/api/study");
+    state.info = await readerApi("/api/study");
   } catch (e) {
     showError(e.message);
     return;
@@ -111,7 +85,7 @@ async function login(event) {
   showError("");
   const token = $("token").value.trim();
   try {
-    await api("/api/study/login", {
+    await readerApi("/api/study/login", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ token }),
@@ -135,10 +109,10 @@ function logout() {
 }
 
 async function start() {
-  const next = await api("/api/study/next");
+  const next = await readerApi("/api/study/next");
   $("who").textContent = next.reader;
   $("logout").hidden = false;
-  state.items = await api("/api/study/items");
+  state.items = await readerApi("/api/study/items");
   if (next.item === null) finish(next);
   else await display(next.item, null);
 }
@@ -154,7 +128,7 @@ async function openPosition(position) {
   const entry = state.items[position - 1];
   if (!entry) return;
   try {
-    const item = await api("/api/study/items/" + entry.item_id);
+    const item = await readerApi("/api/study/items/" + entry.item_id);
     await display(item, item.answer);
   } catch (e) {
     showError(e.message);
@@ -168,7 +142,7 @@ async function display(item, answer) {
   const box = $("images");
   box.innerHTML = "";
   const sides = item.images.length === 2 ? ["Left", "Right"] : [""];
-  const blobs = await Promise.all(item.images.map((src) => api(src)));
+  const blobs = await Promise.all(item.images.map((src) => readerApi(src)));
   blobs.forEach((blob, k) => {
     const url = URL.createObjectURL(blob);
     state.urls.push(url);
@@ -237,12 +211,12 @@ async function submit(event) {
   }
   $("save").disabled = true;
   try {
-    await api(`/api/study/items/${state.item.item_id}/answer`, {
+    await readerApi(`/api/study/items/${state.item.item_id}/answer`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    state.items = await api("/api/study/items");
+    state.items = await readerApi("/api/study/items");
     const position = state.item.position;
     const later = state.items.find((x) => x.position > position && !x.answered);
     const any = state.items.find((x) => !x.answered);
