@@ -216,3 +216,27 @@ def test_fidelity_falls_back_when_the_training_degradation_does_not_fit(caplog):
     assert "antialiased bicubic instead" in caplog.text and math.isfinite(in_plane.fidelity_psnr)
     through = upscale_image(image, model, axis="through-plane")
     assert through.image.array.shape == (4, 8, 10) and math.isfinite(through.fidelity_psnr)
+
+
+def test_tiles_are_automatic_whole_planes_unless_memory_needs_them():
+    from medsr.infer.upscale import resolve_tile
+    from medsr.models import build_generator
+
+    torch.manual_seed(0)
+    module = build_generator("edsr", {"scale": 2, "num_features": 16, "num_blocks": 1})
+    model = wrap_module(module.eval())
+    per_pixel = model.activation_bytes_per_pixel()
+    # the widest activation: 16 features x 4 (the x2 sub-pixel conv), float32, 3 alive
+    assert per_pixel == pytest.approx(3 * 4 * 16 * 4)
+    assert resolve_tile(None, model, 512, 512) == 0  # a slice fits: no tiles
+    assert resolve_tile(192, model, 512, 512) == 192 and resolve_tile(0, model, 9999, 9999) == 0
+    budget = int(300 * 300 * per_pixel)
+    tile = resolve_tile(None, model, 1024, 1024, budget=budget)
+    assert tile % 32 == 0 and 256 <= tile <= 300  # the largest tile that fits
+    assert resolve_tile(None, model, 1024, 1024, budget=1) == 64  # never below 64
+    # the automatic default gives the same output as whole planes (the small model's receptive
+    # field is within the overlap), tiled or not
+    image = Image(np.random.default_rng(0).random((40, 48), dtype=np.float32) * 100, (1.0, 1.0))
+    whole = upscale_image(image, model, tile=0).image.array
+    auto = upscale_image(image, model).image.array
+    assert np.array_equal(whole, auto)

@@ -24,6 +24,8 @@ TINY_GENERATORS: dict[str, dict[str, Any]] = {
     "rwman": {"num_features": 8, "num_groups": 1, "num_blocks": 1},
     "rrdbnet": {"num_features": 8, "num_blocks": 1, "growth": 4},
     "cxrgan": {"num_features": 8, "num_blocks": 1},
+    "span": {"num_features": 8, "num_blocks": 2},
+    "rlfn": {"num_features": 8, "num_blocks": 1, "esa_channels": 4},
 }
 
 TINY_DISCRIMINATORS: dict[str, dict[str, Any]] = {

@@ -25,6 +25,7 @@ from medsr.cli.deidentify import add_deidentify_arguments, deidentification_stat
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
+    BATCH_TILE,
     DEFAULT_MODELS,
     DEFAULT_OVERLAP,
     DEFAULT_SCALE,
@@ -117,7 +118,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--tile",
         type=int,
         default=DEFAULT_TILE,
-        help=f"tile size in input pixels, 0 for whole slices (default {DEFAULT_TILE})",
+        help="tile size in input pixels, 0 for whole slices (default: automatic, whole slices "
+        "unless the model's working memory for one would exceed 1.5 GiB)",
     )
     p.add_argument(
         "--overlap",
@@ -129,7 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"tiles per model call (default: about one {DEFAULT_TILE}x{DEFAULT_TILE} tile's "
+        help=f"tiles per model call (default: about one {BATCH_TILE}x{BATCH_TILE} tile's "
         "worth of input pixels; 8 times that on a GPU)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA, else CPU")
@@ -543,7 +545,8 @@ def _settings(args: argparse.Namespace, model: SRModel) -> str:
     """What changes the outputs: a resumed run must use the same."""
     return (
         f"{model.name} x{model.scale}; axis {args.axis}; format {args.format or 'auto'}; "
-        f"tile {args.tile}; overlap {args.overlap}; {args.precision}"
+        f"tile {'auto' if args.tile is None else args.tile}; overlap {args.overlap}; "
+        f"{args.precision}"
         + ("; self-ensemble" if args.self_ensemble else "")
         + ("; deidentified" if getattr(args, "deidentify", False) else "")
     )

@@ -24,15 +24,26 @@ def default_model(scale: int | None = None) -> str:
     return DEFAULT_MODELS.get(DEFAULT_SCALE if scale is None else scale, FALLBACK_MODEL)
 
 
-DEFAULT_TILE = 192
-"""Tile size in input pixels. It bounds the model's working memory: at x4, one tile peaks
-near 0.8 GB for RRDBNet and 1.8 GB for the largest model, EDSR (full) (benchmarks/RESULTS.md),
-so a 2048 x 2048 radiograph at x4 stays within 3 GB with any model of the zoo."""
+DEFAULT_TILE: int | None = None
+"""Tile size in input pixels; None (the default) is automatic: whole planes, unless the
+model's working memory for one plane (:meth:`SRModel.activation_bytes_per_pixel`) would
+exceed :data:`MEMORY_BUDGET`, then the largest tile (a multiple of 32) that fits. Tiling
+costs speed (up to 2x for a small model on a 512 x 512 slice: benchmarks/RESULTS.md), so it
+is used only where memory needs it; 0 forces whole planes, N forces N x N tiles."""
+
+MEMORY_BUDGET = 1536 * 1024**2
+"""Bytes of model working memory one call may use when tiles are automatic (1.5 GiB): at x4,
+RRDBNet peaks near 0.8 GB on a 192 x 192 tile, so a 2048 x 2048 radiograph at x4 stays
+within about 3 GB with any model of the zoo."""
+
+BATCH_TILE = 192
+"""The pixel budget of one model call when the batch size is automatic is one
+``BATCH_TILE x BATCH_TILE`` input (8x on a GPU): small planes share a call."""
 
 DEFAULT_OVERLAP = 16
 """Tile overlap in input pixels: tiling is exact for receptive-field radii up to 4 pixels."""
 
-PIXELS_PER_CALL = DEFAULT_TILE * DEFAULT_TILE
+PIXELS_PER_CALL = BATCH_TILE * BATCH_TILE
 """Input pixels per model call when the batch size is automatic (CPU; 8x on a GPU)."""
 
 ENGINES = ("torch", "onnxruntime")

@@ -21,7 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError
-from medsr.infer.defaults import AXES, DEFAULT_OVERLAP, DEFAULT_TILE, PIXELS_PER_CALL
+from medsr.infer.defaults import (
+    AXES,
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    MEMORY_BUDGET,
+    PIXELS_PER_CALL,
+)
 from medsr.infer.model_source import SRModel, load_model, wrap_module
 from medsr.infer.planes import through_plane
 from medsr.infer.runtime import Runner, get_runner
@@ -42,6 +48,7 @@ __all__ = [
     "fidelity_psnr",
     "fit_to_output",
     "resolve_axis",
+    "resolve_tile",
     "stored_range",
     "super_resolve_stack",
     "upscale_image",
@@ -158,6 +165,7 @@ def super_resolve_stack(
         raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
     if c not in (1, 3):
         raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
+    tile = resolve_tile(tile, model, stack.shape[-2], stack.shape[-1])
     plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
     if batch_size is None:
         batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
@@ -200,8 +208,24 @@ def auto_batch_size(tile_pixels: int, device_type: str) -> int:
     return max(1, budget // max(tile_pixels, 1))
 
 
-def _tile_count(h: int, w: int, tile: int | None, overlap: int, scale: int) -> int:
-    return plan_tiles(h, w, tile=tile, overlap=overlap, scale=scale).count
+def resolve_tile(
+    tile: int | None, model: SRModel, height: int, width: int, *, budget: int = MEMORY_BUDGET
+) -> int:
+    """The tile size for ``(height, width)`` planes: ``tile`` when given (0: whole planes);
+    automatic (None): 0 when one plane's estimated working memory fits in ``budget`` bytes,
+    else the largest multiple of 32 (at least 64) whose square tile fits."""
+    if tile is not None:
+        return tile
+    per_pixel = model.activation_bytes_per_pixel()
+    if height * width * per_pixel <= budget:
+        return 0
+    side = int(math.sqrt(budget / per_pixel)) // 32 * 32
+    return max(64, side)
+
+
+def _tile_count(model: SRModel, h: int, w: int, tile: int | None, overlap: int) -> int:
+    tile = resolve_tile(tile, model, h, w)
+    return plan_tiles(h, w, tile=tile, overlap=overlap, scale=model.scale).count
 
 
 # -- fidelity -----------------------------------------------------------------------------------
@@ -287,8 +311,9 @@ def upscale_image(
         axis: ``"in-plane"`` (every ``(Y, X)`` slice grows by the scale), ``"through-plane"``
             (axis 0, the slice axis, grows; the 2D model runs on the orthogonal planes, see
             :mod:`medsr.infer.planes`), or an array axis 0-2 to grow through-plane.
-        tile, overlap: tile size and overlap in input pixels (``tile`` None or 0: whole
-            planes). See :mod:`medsr.infer.tiling`.
+        tile, overlap: tile size and overlap in input pixels (``tile`` None: automatic,
+            whole planes unless memory needs tiles, :func:`resolve_tile`; 0: whole planes).
+            See :mod:`medsr.infer.tiling`.
         batch_size: tiles (or whole planes) per model call; default: as many as make
             ``tile**2`` input pixels (8 times that on a GPU), at least 1.
         device: ``"auto"`` (CUDA, else CPU), ``"cpu"``, ``"cuda"``.
@@ -346,12 +371,12 @@ def upscale_image(
     total = 0
     for g in groups:
         if along is None:
-            total += g.shape[0] * _tile_count(g.shape[-2], g.shape[-1], tile, overlap, s)
+            total += g.shape[0] * _tile_count(model, g.shape[-2], g.shape[-1], tile, overlap)
         else:
             vol = g.movedim(along, 0)
             z, a, b = vol.shape
-            total += a * _tile_count(z, b, tile, overlap, s) + b * _tile_count(
-                z, a, tile, overlap, s
+            total += a * _tile_count(model, z, b, tile, overlap) + b * _tile_count(
+                model, z, a, tile, overlap
             )
     done = 0
 

@@ -113,6 +113,16 @@ class Generator(_HParamsMixin, nn.Module):
         """Constructor arguments (``out_channels`` resolved to an int)."""
         return super().hparams()
 
+    def fuse(self) -> Generator:
+        """Switch to the deploy form for inference, in place; returns self.
+
+        Re-parameterisable models (:class:`~medsr.models.span.SPAN`) fold their multi-branch
+        training blocks into plain convolutions with the same output; for every other model
+        the training form is the deploy form and this does nothing. Inference loaders call
+        it; training never does.
+        """
+        return self
+
 
 class Discriminator(_HParamsMixin, nn.Module):
     """Base class of every discriminator.

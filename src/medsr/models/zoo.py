@@ -30,8 +30,10 @@ from medsr.models.interpolation import Bicubic, Bilinear, Lanczos, Nearest
 from medsr.models.layers import Discriminator, Generator
 from medsr.models.rcan import RCAN
 from medsr.models.rescnn import ResCNN
+from medsr.models.rlfn import RLFN
 from medsr.models.rrdbnet import RRDBNet
 from medsr.models.rwman import RWMAN
+from medsr.models.span import SPAN
 from medsr.models.srcnn import SRCNN
 from medsr.models.srresnet import SRResNet
 
@@ -63,6 +65,8 @@ GENERATORS: dict[str, type[Generator]] = {
     "rwman": RWMAN,
     "rrdbnet": RRDBNet,
     "cxrgan": CXRGANGenerator,
+    "span": SPAN,
+    "rlfn": RLFN,
 }
 
 DISCRIMINATORS: dict[str, type[Discriminator]] = {
