@@ -336,3 +336,34 @@ def test_a_zip_of_two_series_is_refused_without_naming_their_uids(client, ct_fil
     assert "2 DICOM series" in detail and "zip one series at a time" in detail
     uid = str(pydicom.dcmread(one[0]).SeriesInstanceUID)
     assert uid not in detail
+
+
+def _damaged_zips(payload: bytes) -> dict[str, bytes]:
+    """A zip whose deflated member is garbage (zlib error) and one whose stored member
+    does not match its CRC."""
+    out = {}
+    for kind, method in (("zlib", zipfile.ZIP_DEFLATED), ("crc", zipfile.ZIP_STORED)):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", method) as archive:
+            archive.writestr("a.dcm", payload)
+        data = bytearray(buffer.getvalue())
+        start = 30 + len("a.dcm")  # the member's data follows its local header
+        if kind == "zlib":
+            data[start : start + 16] = b"\xff" * 16  # an invalid deflate block type
+        else:
+            data[start + 200] ^= 0xFF
+        out[kind] = bytes(data)
+    return out
+
+
+def test_damaged_zip_members_and_infinite_windows_are_400(client, ct_file):
+    for kind, data in _damaged_zips(ct_file.read_bytes()).items():
+        r = upload(client, "s.zip", data)
+        assert r.status_code == 400, (kind, r.text)
+        assert "member 1 of the zip archive is damaged" in r.json()["detail"]
+    job = wait(client, upload(client, "ct.dcm", ct_file.read_bytes(), model="nearest").json()["id"])
+    for query in ("low=-inf&high=inf", "low=0&high=inf", "low=nan&high=1"):
+        r = client.get(f"/api/jobs/{job['id']}/png?{query}")
+        assert r.status_code == 400, (query, r.text)
+        assert "finite" in r.json()["detail"]
+    assert client.get(f"/api/jobs/{job['id']}/png?low=-100&high=100").status_code == 200

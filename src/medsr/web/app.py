@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+import math
 import shutil
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -600,6 +601,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise _http(422, str(error)) from None
         lo = low if low is not None else record.window[0]
         hi = high if high is not None else record.window[1]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise _http(400, f"the window needs finite numbers for low and high, got {lo}..{hi}")
         if not hi > lo:
             raise _http(422, f"the window needs low < high, got {lo}..{hi}")
         if array.ndim == 3:

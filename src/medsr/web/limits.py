@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from medsr.errors import MedsrError
 from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
@@ -190,18 +192,46 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
         out = []
         for k, info in enumerate(members, start=1):
             target = dest / f"{k:05d}.dcm"
-            with archive.open(info) as src, open(target, "wb") as dst:
-                written = 0
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    written_total += len(chunk)
-                    if written > info.file_size or written_total > limits.max_zip_bytes:
-                        raise UploadRejected(
-                            413, "the zip archive unpacks to more than it declares; refused"
-                        )
-                    dst.write(chunk)
+            with open(target, "wb") as dst:
+                written_total += _copy_member(archive, info, dst, k, written_total, limits)
             out.append(target)
     return out
+
+
+def _copy_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    dst: BinaryIO,
+    k: int,
+    before: int,
+    limits: Limits,
+) -> int:
+    """Copy member number ``k`` to ``dst``, counting the bytes actually unpacked (a zip may
+    lie about sizes); a damaged member (bad deflate stream, bad CRC) is a 400."""
+    written = 0
+    try:
+        with archive.open(info) as src:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > info.file_size or before + written > limits.max_zip_bytes:
+                    raise UploadRejected(
+                        413, "the zip archive unpacks to more than it declares; refused"
+                    )
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise UploadRejected(
+            400, f"member {k} of the zip archive is damaged ({_zip_problem(error)}); refused"
+        ) from None
+    return written
+
+
+def _zip_problem(error: Exception) -> str:
+    text = str(error)
+    if "CRC" in text:
+        return "its checksum does not match its content"
+    if isinstance(error, NotImplementedError):
+        return "it uses a compression method this server cannot unpack"
+    return "its compressed data is invalid"
 
 
 def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
