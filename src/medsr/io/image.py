@@ -16,6 +16,7 @@ Geometry convention (the same for every format):
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import GeometryError
+
+# Default cap on pixels (voxels) per image: 2**29 float32 values are 2 GiB in memory.
+MAX_PIXELS = int(os.environ.get("MEDSR_MAX_PIXELS", 2**29))
 
 
 @dataclass(frozen=True, eq=False)

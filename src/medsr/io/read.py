@@ -13,12 +13,10 @@ from pathlib import Path
 
 from medsr.errors import CorruptFileError, ReadError, UnsupportedFormatError
 from medsr.io import dicom, formats, nifti
-from medsr.io.image import Image
+from medsr.io.image import MAX_PIXELS, Image
 
 log = logging.getLogger(__name__)
 
-# Default cap on pixels (voxels) per image: 2**29 float32 values are 2 GiB in memory.
-MAX_PIXELS = int(os.environ.get("MEDSR_MAX_PIXELS", 2**29))
 
 SUFFIX_FORMATS = {
     ".dcm": "dicom",

@@ -483,7 +483,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                     member.rename(target)
             shutil.rmtree(upload / "unpacked", ignore_errors=True)
             path = series
-            _check_one_series(series)
+            _check_one_series(series, limits)
         elif kind == "nifti":
             with open(raw, "rb") as f:
                 gz = f.read(2) == b"\x1f\x8b"
@@ -506,10 +506,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return kind, image
 
     def _deidentify(src: Path, dst: Path, label: str) -> None:
+        from medsr.io.deflate import check_deflated
         from medsr.io.deidentify import deidentify_file
 
         try:
+            check_deflated(src, max_pixels=limits.max_pixels)  # before pydicom inflates it
             deidentify_file(src, dst, deid_state, label=label)
+        except ImageTooLargeError as error:
+            raise UploadRejected(413, f"{label}: {error.problem}") from None
         except FileError as error:
             raise UploadRejected(
                 400, f"{label} could not be de-identified: {error.problem}"
@@ -767,12 +771,12 @@ def _answer_json(answer) -> dict[str, Any]:
     return {"choice": answer.choice, "comment": answer.comment}
 
 
-def _check_one_series(folder: Path) -> None:
+def _check_one_series(folder: Path, limits: Limits) -> None:
     """Refuse a zip of several series with a count (the reader's own message lists their
     UIDs, which are identifiers)."""
     from medsr.io.dicom import list_series
 
-    groups = list_series(sorted(folder.iterdir()))
+    groups = list_series(sorted(folder.iterdir()), max_pixels=limits.max_pixels)
     if len(groups) > 1:
         sizes = ", ".join(str(len(m)) for m in groups.values())
         raise UploadRejected(

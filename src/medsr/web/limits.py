@@ -8,15 +8,13 @@ is passed to :func:`medsr.io.read` too, which checks DICOM/PNG/TIFF headers befo
 
 from __future__ import annotations
 
-import gzip
-import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from medsr.errors import MedsrError
+from medsr.errors import FileError, MedsrError
 from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 
 __all__ = [
@@ -235,62 +233,20 @@ def _zip_problem(error: Exception) -> str:
 
 
 def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
-    """The image shape a NIfTI-1/2 header declares, checked against the pixel cap (and the
-    file size, for uncompressed files) before nibabel reads anything."""
-    opener = gzip.open if _is_gzip(path) else open
+    """The image shape a NIfTI-1/2 header declares, checked against the pixel cap and the
+    bytes the file holds (a gzipped file is inflated in chunks to count them, never kept)
+    before nibabel reads anything: see :func:`medsr.io.nifti.check_layout`."""
+    from medsr.errors import ImageTooLargeError, UnsupportedFormatError
+    from medsr.io.nifti import check_layout
+
     try:
-        with opener(path, "rb") as f:
-            head = f.read(540)
-    except (OSError, EOFError) as error:
-        raise UploadRejected(400, f"the NIfTI file is damaged ({error})") from None
-    shape, voxel_bytes, offset = _parse_nifti(head)
-    count = 1
-    for n in shape:
-        count *= n
-    if count > limits.max_pixels:
-        raise UploadRejected(
-            413,
-            f"the NIfTI header declares {'x'.join(map(str, shape))} = {count} voxels, over the "
-            f"limit of {limits.max_pixels}",
-        )
-    if opener is open and path.stat().st_size < offset + count * voxel_bytes:
-        raise UploadRejected(
-            400, "the NIfTI file is shorter than its header declares (truncated upload?)"
-        )
-    return shape
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-_NIFTI_BITPIX = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8}
-
-
-def _parse_nifti(head: bytes) -> tuple[tuple[int, ...], int, int]:
-    if len(head) < 348:
-        raise UploadRejected(400, "the NIfTI header is truncated")
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", head[:4])[0]
-        if size == 348:
-            dim = struct.unpack(endian + "8h", head[40:56])
-            datatype = struct.unpack(endian + "h", head[70:72])[0]
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            break
-        if size == 540 and len(head) >= 540:
-            dim = struct.unpack(endian + "8q", head[16:80])
-            datatype = struct.unpack(endian + "h", head[12:14])[0]
-            offset = struct.unpack(endian + "q", head[168:176])[0]
-            break
-    else:
-        raise UploadRejected(400, "not a NIfTI-1 or NIfTI-2 header")
-    ndim = int(dim[0])
-    if not 1 <= ndim <= 7 or any(int(n) < 1 for n in dim[1 : ndim + 1]):
-        raise UploadRejected(400, f"the NIfTI header declares an invalid shape {list(dim)}")
-    if datatype not in _NIFTI_BITPIX:
-        raise UploadRejected(415, f"the NIfTI data type code {datatype} is not supported")
-    return tuple(int(n) for n in dim[1 : ndim + 1]), _NIFTI_BITPIX[datatype], max(offset, 0)
+        return check_layout(path, max_pixels=limits.max_pixels)
+    except ImageTooLargeError as error:
+        raise UploadRejected(413, "the NIfTI " + error.problem.replace("cap", "limit")) from None
+    except UnsupportedFormatError as error:
+        raise UploadRejected(415, "the NIfTI file: " + error.problem) from None
+    except FileError as error:
+        raise UploadRejected(400, "the NIfTI file: " + error.problem) from None
 
 
 def copy_limited(src, dst: Path, max_bytes: int) -> int:
