@@ -244,9 +244,9 @@ def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
     except ImageTooLargeError as error:
         raise UploadRejected(413, "the NIfTI " + error.problem.replace("cap", "limit")) from None
     except UnsupportedFormatError as error:
-        raise UploadRejected(415, "the NIfTI file: " + error.problem) from None
+        raise UploadRejected(415, "the NIfTI file is refused: " + error.problem) from None
     except FileError as error:
-        raise UploadRejected(400, "the NIfTI file: " + error.problem) from None
+        raise UploadRejected(400, "the NIfTI file is refused: " + error.problem) from None
 
 
 def copy_limited(src, dst: Path, max_bytes: int) -> int:
