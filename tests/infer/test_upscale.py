@@ -216,3 +216,18 @@ def test_fidelity_falls_back_when_the_training_degradation_does_not_fit(caplog):
     assert "antialiased bicubic instead" in caplog.text and math.isfinite(in_plane.fidelity_psnr)
     through = upscale_image(image, model, axis="through-plane")
     assert through.image.array.shape == (4, 8, 10) and math.isfinite(through.fidelity_psnr)
+
+
+def test_nan_or_inf_in_the_input_is_refused_before_any_model_runs(tmp_path):
+    from medsr.errors import NonFiniteInputError
+    from medsr.infer.selfsup import self_supervised_upscale
+
+    array = np.ones((3, 16, 16), np.float32)
+    array[1, 2, 3], array[2, 5, 5] = np.nan, -np.inf
+    image = Image(array, spacing=(3.0, 1.0, 1.0), modality="MR")
+    for model in ("bicubic", "nearest"):
+        with pytest.raises(NonFiniteInputError, match=r"2 of 768 values are NaN or infinite"):
+            upscale_image(image, model)
+    with pytest.raises(NonFiniteInputError, match="2 of 768"):
+        self_supervised_upscale(image)
+    assert upscale_image(image.replace(array=np.nan_to_num(array)), "nearest").image.array.shape

@@ -367,3 +367,14 @@ def test_damaged_zip_members_and_infinite_windows_are_400(client, ct_file):
         assert r.status_code == 400, (query, r.text)
         assert "finite" in r.json()["detail"]
     assert client.get(f"/api/jobs/{job['id']}/png?low=-100&high=100").status_code == 200
+
+
+def test_an_upload_with_nan_or_inf_is_refused_at_once(client, tmp_path):
+    data = np.ones((4, 8, 8), np.float32)
+    data[0, 1, 1], data[2, 3, 3] = np.nan, np.inf
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    r = upload(client, "v.nii.gz", path.read_bytes(), model="nearest")
+    assert r.status_code == 400, r.text
+    assert "2 NaN or infinite values (of 256)" in r.json()["detail"]
+    assert client.get("/api/jobs").json() == []

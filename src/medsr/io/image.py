@@ -201,8 +201,10 @@ class Image:
         )
 
     def describe(self) -> dict[str, Any]:
-        """Facts for ``medsr info``: no patient identifiers, only geometry and values."""
-        finite = self.array[np.isfinite(self.array)]
+        """Facts for ``medsr info``: no patient identifiers, only geometry and values
+        (``nonfinite``: how many values are NaN or infinite)."""
+        mask = np.isfinite(self.array)
+        finite = self.array[mask]
         src = self.source
         return {
             "shape": list(self.array.shape),
@@ -217,7 +219,19 @@ class Image:
             "color": self.color,
             "format": src.format if src else None,
             "has_mask": self.mask is not None,
+            "nonfinite": int(mask.size - finite.size),
         }
+
+    def nonfinite_count(self) -> int:
+        """How many values of ``array`` are NaN or infinite (counted one slice at a time)."""
+        rows = self.array.reshape(-1, self.array.shape[-1]) if self.array.ndim > 1 else None
+        if rows is None:
+            return int(np.count_nonzero(~np.isfinite(self.array)))
+        step = max(1, 2**22 // max(rows.shape[1], 1))
+        return sum(
+            int(rows[k : k + step].size - np.count_nonzero(np.isfinite(rows[k : k + step])))
+            for k in range(0, rows.shape[0], step)
+        )
 
 
 def default_direction(ndim: int) -> np.ndarray:

@@ -91,6 +91,8 @@ def read(
     DICOM series (``series_uid`` picks one when it holds several). ``key`` names the array in
     NPZ/MAT files that hold several. ``modality`` overrides the modality (formats without one
     default to ``OT``). Raises a ``medsr.errors.ReadError`` subclass naming the file and problem.
+    NaN or infinite values are kept as they are, with a warning that counts them
+    (:meth:`Image.nonfinite_count`); :func:`medsr.infer.upscale_image` refuses such an image.
     """
     path = Path(path)
     if not path.exists():
@@ -101,6 +103,14 @@ def read(
         image = _read_file(path, max_pixels=max_pixels, key=key)
     if modality is not None:
         image = image.replace(modality=modality)
+    bad = image.nonfinite_count()
+    if bad:
+        log.warning(
+            "%s: %d of %d values are NaN or infinite (medsr upscale refuses such images)",
+            path.name,
+            bad,
+            image.array.size,
+        )
     return image
 
 

@@ -496,6 +496,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         else:
             path = raw.rename(upload / _UPLOAD_NAMES[kind])
         image = read(path, max_pixels=limits.max_pixels)
+        bad = image.nonfinite_count()
+        if bad:
+            raise UploadRejected(
+                400,
+                f"the image has {bad} NaN or infinite values (of {image.array.size}); no model "
+                "can upscale them: replace them with numbers and upload it again",
+            )
         pixels = int(np.prod(image.spatial_shape)) * scale * scale
         if pixels > limits.max_output_pixels:
             raise UploadRejected(
