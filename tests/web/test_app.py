@@ -378,3 +378,48 @@ def test_an_upload_with_nan_or_inf_is_refused_at_once(client, tmp_path):
     assert r.status_code == 400, r.text
     assert "2 NaN or infinite values (of 256)" in r.json()["detail"]
     assert client.get("/api/jobs").json() == []
+
+
+_KILLED_WHILE_DEIDENTIFYING = r"""
+import os, sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+import medsr.io.deidentify
+from medsr.web.app import ServeSettings, create_app
+from medsr.web.jobs import ModelChoice
+
+def killed(*args, **kwargs):  # the server dies as the upload is about to be de-identified
+    os._exit(9)
+
+medsr.io.deidentify.deidentify_file = killed
+data, upload = sys.argv[1:]
+models = {"nearest": ModelChoice(name="nearest", spec="nearest", scales=(2,))}
+client = TestClient(create_app(ServeSettings(data_dir=Path(data), models=models, deidentify=True)))
+client.post("/api/jobs", files={"file": (Path(upload).name, Path(upload).read_bytes())})
+"""
+
+
+@pytest.mark.parametrize("name", ["ct.dcm", "series.zip"])
+def test_deidentify_leaves_no_original_bytes_when_killed(name, ct_file, series_zip, tmp_path):
+    import subprocess
+    import sys
+
+    upload_file = tmp_path / name
+    upload_file.write_bytes(ct_file.read_bytes() if name == "ct.dcm" else series_zip)
+    data = tmp_path / "data"
+    out = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_DEIDENTIFYING, str(data), str(upload_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 9, out.stderr[-2000:]  # killed where the test meant it to be
+    left = [p for p in (data / "jobs").rglob("*") if p.is_file()]
+    stored = b"".join(p.read_bytes() for p in left)
+    for value in SECRETS.values():  # nothing, even before a restart cleans up
+        assert value.encode() not in stored, [p.name for p in left]
+    client = TestClient(create_app(ServeSettings(data_dir=data, deidentify=True)))
+    assert list((data / "jobs").iterdir()) == []  # the empty job folder went at start-up
+    client.close()

@@ -261,16 +261,25 @@ class _Walk:
         raise _Malformed
 
 
-def check_deflated(path: Path, *, max_pixels: int) -> None:
+def check_deflated(path: Path | BinaryIO, *, max_pixels: int, label: str | None = None) -> None:
     """Refuse (``ImageTooLargeError``) a Deflated Explicit VR Little Endian file whose dataset
-    inflates beyond what its image needs; other files are left alone. Constant memory."""
-    with open(path, "rb") as f:
+    inflates beyond what its image needs; other files are left alone. Constant memory.
+
+    ``path`` may be an open binary file (read from its start and left there); ``label``
+    names it in errors (default: the path)."""
+    if isinstance(path, str | Path):
+        with open(path, "rb") as f:
+            check_deflated(f, max_pixels=max_pixels, label=label or str(path))
+        return
+    f = path
+    f.seek(0)
+    try:
         syntax, start = _meta_transfer_syntax(f)
         if syntax != DEFLATED:
             return
         f.seek(start)
         stream = _Inflated(f)
-        walk = _Walk(path, stream, max_pixels)
+        walk = _Walk(Path(label or "the file"), stream, max_pixels)
         try:
             walk.dataset(0)
         except _Malformed:
@@ -278,3 +287,5 @@ def check_deflated(path: Path, *, max_pixels: int) -> None:
             # it counted as header bytes.
             with contextlib.suppress(_Malformed):
                 stream.skip(_UNDEFINED << 8, walk.check_header)
+    finally:
+        f.seek(0)

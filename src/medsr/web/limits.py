@@ -8,8 +8,10 @@ is passed to :func:`medsr.io.read` too, which checks DICOM/PNG/TIFF headers befo
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -82,16 +84,22 @@ def _accepted() -> str:
     return "; ".join(UPLOAD_KINDS.values())
 
 
-def classify_upload(name: str, path: Path) -> str:
+def classify_upload(name: str, path: Path | BinaryIO) -> str:
     """The kind of an uploaded file (a key of :data:`UPLOAD_KINDS`) from its content, which
-    must agree with its name's suffix; ``UploadRejected`` (415) for anything else."""
-    if path.stat().st_size == 0:
+    must agree with its name's suffix; ``UploadRejected`` (415) for anything else. ``path``
+    may be an open binary file (left at its start)."""
+    if isinstance(path, Path):
+        with open(path, "rb") as f:
+            return classify_upload(name, f)
+    path.seek(0)
+    head = path.read(8)
+    path.seek(0)
+    if not head:
         raise UploadRejected(400, f"{_safe_label(name)} is empty")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    detected = "dicom-zip" if head == b"PK\x03\x04" else sniff(path)
+    detected = "dicom-zip" if head[:4] == b"PK\x03\x04" else sniff(path)
     if detected is None and _SUFFIX_KIND.get(_suffix(name)) == "dicom":
-        detected = "dicom" if _looks_like_dicom_without_preamble(path) else None
+        # Old DICOM files start directly with a group 0008 element (little endian).
+        detected = "dicom" if len(head) == 8 and head[:2] == b"\x08\x00" else None
     if detected not in UPLOAD_KINDS:
         raise UploadRejected(
             415,
@@ -108,13 +116,6 @@ def classify_upload(name: str, path: Path) -> str:
     return detected
 
 
-def _looks_like_dicom_without_preamble(path: Path) -> bool:
-    # Old DICOM files start directly with a group 0008 element (little endian).
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return len(head) == 8 and head[:2] == b"\x08\x00"
-
-
 def _safe_label(name: str) -> str:
     """A file name fit to quote in a message: the base name, printable, at most 80 chars."""
     base = PurePosixPath(name.replace("\\", "/")).name or "the file"
@@ -122,7 +123,13 @@ def _safe_label(name: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
+def extract_zip(
+    path: Path | BinaryIO,
+    dest: Path,
+    limits: Limits,
+    *,
+    convert: Callable[[BinaryIO, Path, int], None] | None = None,
+) -> list[Path]:
     """Extract the members of a zipped DICOM series into ``dest`` (flattened, renamed).
 
     The central directory is checked before anything is extracted: member count, total
@@ -131,6 +138,10 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
     While extracting, the bytes actually written are counted too, since a zip may lie about
     sizes. Folders, ``__MACOSX`` and hidden files are ignored; other members are kept with
     a neutral name (``0001.dcm``...), so nothing in a member name reaches the disk.
+
+    With ``convert``, a member's bytes never get a name on disk: each is unpacked into an
+    anonymous temporary file (gone when closed, or when the process dies) and
+    ``convert(file, target, number)`` writes the target (the app de-identifies it there).
     """
     try:
         archive = zipfile.ZipFile(path)
@@ -190,8 +201,16 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
         out = []
         for k, info in enumerate(members, start=1):
             target = dest / f"{k:05d}.dcm"
-            with open(target, "wb") as dst:
-                written_total += _copy_member(archive, info, dst, k, written_total, limits)
+            if convert is None:
+                with open(target, "wb") as dst:
+                    written_total += _copy_member(archive, info, dst, k, written_total, limits)
+            else:
+                with tempfile.TemporaryFile(dir=dest) as anonymous:
+                    written_total += _copy_member(
+                        archive, info, anonymous, k, written_total, limits
+                    )
+                    anonymous.seek(0)
+                    convert(anonymous, target, k)
             out.append(target)
     return out
 
@@ -249,15 +268,17 @@ def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
         raise UploadRejected(400, "the NIfTI file is refused: " + error.problem) from None
 
 
-def copy_limited(src, dst: Path, max_bytes: int) -> int:
-    """Copy a file-like ``src`` to ``dst``, refusing (413) more than ``max_bytes``."""
+def copy_limited(src, dst: Path | BinaryIO, max_bytes: int) -> int:
+    """Copy a file-like ``src`` to ``dst`` (a path, or an open binary file), refusing (413)
+    more than ``max_bytes``."""
+    if isinstance(dst, Path):
+        with open(dst, "wb") as out:
+            return copy_limited(src, out, max_bytes)
     written = 0
-    with open(dst, "wb") as out:
-        while chunk := src.read(1 << 20):
-            written += len(chunk)
-            if written > max_bytes:
-                raise UploadRejected(
-                    413, f"the upload is larger than the limit of {max_bytes} bytes"
-                )
-            out.write(chunk)
+    while chunk := src.read(1 << 20):
+        written += len(chunk)
+        if written > max_bytes:
+            raise UploadRejected(413, f"the upload is larger than the limit of {max_bytes} bytes")
+        dst.write(chunk)
+    dst.flush()
     return written
