@@ -47,3 +47,17 @@ def test_deflated_pixel_data_longer_than_its_image_needs(tmp_path, dicom_file):
     with pytest.raises(ImageTooLargeError, match="exceeds the cap of 1000"):
         check_deflated(path, max_pixels=1000)
     check_deflated(dicom_file("CT_small.dcm"), max_pixels=10)  # not deflated: not its business
+
+
+def test_deidentify_checks_a_deflated_file_before_inflating_it(tmp_path):
+    from medsr.io.deidentify import DeidentificationState, deidentify_file
+
+    bomb = deflate_bomb(tmp_path / "bomb.dcm", zeros_mib=256)
+    with pytest.raises(ImageTooLargeError, match="64 MiB outside the pixel data"):
+        deidentify_file(bomb, tmp_path / "out.dcm", DeidentificationState(key="k"))
+    with open(deflate_bomb(tmp_path / "small.dcm", zeros_mib=1), "rb") as f:  # an open file
+        deidentify_file(f, tmp_path / "out.dcm", DeidentificationState(key="k"), label="x")
+    assert pydicom.dcmread(tmp_path / "out.dcm").PatientIdentityRemoved == "YES"
+    truncated = tmp_path / "t.dcm"
+    truncated.write_bytes(bomb.read_bytes()[:150])  # cut inside the meta group
+    assert not is_deflated(truncated)

@@ -78,7 +78,10 @@ def _meta_transfer_syntax(f: BinaryIO) -> tuple[str | None, int]:
         elem = struct.unpack("<H", header[2:4])[0]
         vr = header[4:6]
         if vr in _LONG_VRS:
-            length = struct.unpack("<I", f.read(4))[0]
+            extra = f.read(4)
+            if len(extra) < 4:
+                return None, start
+            length = struct.unpack("<I", extra)[0]
         elif vr.isalpha() and vr.isupper():
             length = struct.unpack("<H", header[6:8])[0]
         else:  # implicit VR in the meta group: not a file pydicom reads as deflated either

@@ -83,6 +83,8 @@ from pydicom.tag import BaseTag, Tag
 
 from medsr import __version__
 from medsr.errors import ConfigError, ReadError, UnsupportedFormatError, WriteError
+from medsr.io.deflate import check_deflated
+from medsr.io.image import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -648,6 +650,9 @@ def read_dicom(path: Path | BinaryIO, *, label: str) -> Dataset:
     A file without the 128-byte preamble and "DICM" prefix (older files) is accepted when,
     read without them, it holds a SOP Class UID and a SOP Instance UID.
     """
+    # A deflated file is inflated in chunks and refused if it holds more than its image needs,
+    # before pydicom inflates all of it into memory.
+    check_deflated(path, max_pixels=MAX_PIXELS, label=label)
     with _quiet_pydicom():
         try:
             rewind = getattr(path, "seek", None)  # an open file: each attempt from its start
