@@ -98,6 +98,11 @@ class TrainingError(MedsrError):
     says where the last good training state is."""
 
 
+class NonFiniteInputError(MedsrError, ValueError):
+    """An input image holds NaN or infinite values (the message gives the count); medsr does
+    not upscale or train on it, since every model would spread them into the output."""
+
+
 class InferenceError(MedsrError):
     """Running a model failed: out of memory on a tile, non-finite output, a broken ONNX file.
 

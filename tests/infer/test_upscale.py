@@ -240,3 +240,18 @@ def test_tiles_are_automatic_whole_planes_unless_memory_needs_them():
     whole = upscale_image(image, model, tile=0).image.array
     auto = upscale_image(image, model).image.array
     assert np.array_equal(whole, auto)
+
+
+def test_nan_or_inf_in_the_input_is_refused_before_any_model_runs(tmp_path):
+    from medsr.errors import NonFiniteInputError
+    from medsr.infer.selfsup import self_supervised_upscale
+
+    array = np.ones((3, 16, 16), np.float32)
+    array[1, 2, 3], array[2, 5, 5] = np.nan, -np.inf
+    image = Image(array, spacing=(3.0, 1.0, 1.0), modality="MR")
+    for model in ("bicubic", "nearest"):
+        with pytest.raises(NonFiniteInputError, match=r"2 of 768 values are NaN or infinite"):
+            upscale_image(image, model)
+    with pytest.raises(NonFiniteInputError, match="2 of 768"):
+        self_supervised_upscale(image)
+    assert upscale_image(image.replace(array=np.nan_to_num(array)), "nearest").image.array.shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import struct
 import subprocess
@@ -180,3 +181,49 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, dicom_file):
     assert out.returncode == 2
     assert "bad.dcm" in out.stderr and "truncated" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _nifti_with_dim0(path, ndim: int):
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    data[40:42] = struct.pack("<h", ndim)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_nifti_with_an_invalid_dim0_is_a_clear_error(tmp_path):
+    for ndim in (9, 0, -1):
+        path = _nifti_with_dim0(tmp_path / f"d{ndim}.nii", ndim)
+        with pytest.raises(CorruptFileError, match=rf"dim\[0\] = {ndim} dimensions; NIfTI allows"):
+            read(path)
+    out = subprocess.run(
+        [sys.executable, "-m", "medsr", "info", str(tmp_path / "d9.nii")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "d9.nii" in out.stderr and "dim[0] = 9" in out.stderr
+    assert "Traceback" not in out.stderr and "bug" not in out.stderr
+
+
+def test_nifti_gz_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    from tests.bombs import nifti_gz_bomb
+
+    for side in (400, 800):  # 512 MB and 4 GB of float64 declared in 52 bytes
+        bomb = nifti_gz_bomb(tmp_path / f"b{side}.nii.gz", side)
+        assert bomb.stat().st_size < 100
+        tracemalloc.start()
+        with pytest.raises(CorruptFileError, match="inflates to 352 bytes but the header"):
+            read(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 * 2**20, peak
+    # a real .nii.gz cut short is refused the same way, before nibabel allocates
+    gz = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(30, 30, 30), np.eye(4)), gz)
+    data = gzip.decompress(gz.read_bytes())
+    gz.write_bytes(gzip.compress(data[: len(data) - 8]))
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read(gz)

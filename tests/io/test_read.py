@@ -301,3 +301,32 @@ def test_generic_mat_volume_moves_slices_first(tmp_path):
     scipy.io.savemat(tmp_path / "v.mat", {"vol": volume})
     result = read(tmp_path / "v.mat")
     np.testing.assert_allclose(result.array, np.moveaxis(volume, -1, 0).astype(np.float32))
+
+
+def _volume_with_nonfinite(path):
+    data = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
+    data[0, 0, 0] = data[1, 2, 3] = np.nan
+    data[2, 2, 2], data[3, 3, 3], data[5, 4, 3] = np.inf, -np.inf, np.inf
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+def test_nan_and_inf_values_are_counted_at_read(tmp_path, caplog, capsys):
+    import json
+
+    from medsr.cli import main
+
+    path = _volume_with_nonfinite(tmp_path / "v.nii")
+    caplog.set_level("WARNING")
+    image = read(path)
+    assert image.nonfinite_count() == 5 and image.describe()["nonfinite"] == 5
+    assert "v.nii: 5 of 120 values are NaN or infinite" in caplog.text
+    assert main(["info", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["nonfinite"] == 5
+    assert main(["info", str(path)]) == 0
+    assert any(
+        line.split()[:2] == ["nonfinite", "5"] for line in capsys.readouterr().out.splitlines()
+    )
+    clean = tmp_path / "c.nii"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), clean)
+    assert read(clean).describe()["nonfinite"] == 0

@@ -336,3 +336,90 @@ def test_a_zip_of_two_series_is_refused_without_naming_their_uids(client, ct_fil
     assert "2 DICOM series" in detail and "zip one series at a time" in detail
     uid = str(pydicom.dcmread(one[0]).SeriesInstanceUID)
     assert uid not in detail
+
+
+def _damaged_zips(payload: bytes) -> dict[str, bytes]:
+    """A zip whose deflated member is garbage (zlib error) and one whose stored member
+    does not match its CRC."""
+    out = {}
+    for kind, method in (("zlib", zipfile.ZIP_DEFLATED), ("crc", zipfile.ZIP_STORED)):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", method) as archive:
+            archive.writestr("a.dcm", payload)
+        data = bytearray(buffer.getvalue())
+        start = 30 + len("a.dcm")  # the member's data follows its local header
+        if kind == "zlib":
+            data[start : start + 16] = b"\xff" * 16  # an invalid deflate block type
+        else:
+            data[start + 200] ^= 0xFF
+        out[kind] = bytes(data)
+    return out
+
+
+def test_damaged_zip_members_and_infinite_windows_are_400(client, ct_file):
+    for kind, data in _damaged_zips(ct_file.read_bytes()).items():
+        r = upload(client, "s.zip", data)
+        assert r.status_code == 400, (kind, r.text)
+        assert "member 1 of the zip archive is damaged" in r.json()["detail"]
+    job = wait(client, upload(client, "ct.dcm", ct_file.read_bytes(), model="nearest").json()["id"])
+    for query in ("low=-inf&high=inf", "low=0&high=inf", "low=nan&high=1"):
+        r = client.get(f"/api/jobs/{job['id']}/png?{query}")
+        assert r.status_code == 400, (query, r.text)
+        assert "finite" in r.json()["detail"]
+    assert client.get(f"/api/jobs/{job['id']}/png?low=-100&high=100").status_code == 200
+
+
+def test_an_upload_with_nan_or_inf_is_refused_at_once(client, tmp_path):
+    data = np.ones((4, 8, 8), np.float32)
+    data[0, 1, 1], data[2, 3, 3] = np.nan, np.inf
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    r = upload(client, "v.nii.gz", path.read_bytes(), model="nearest")
+    assert r.status_code == 400, r.text
+    assert "2 NaN or infinite values (of 256)" in r.json()["detail"]
+    assert client.get("/api/jobs").json() == []
+
+
+_KILLED_WHILE_DEIDENTIFYING = r"""
+import os, sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+import medsr.io.deidentify
+from medsr.web.app import ServeSettings, create_app
+from medsr.web.jobs import ModelChoice
+
+def killed(*args, **kwargs):  # the server dies as the upload is about to be de-identified
+    os._exit(9)
+
+medsr.io.deidentify.deidentify_file = killed
+data, upload = sys.argv[1:]
+models = {"nearest": ModelChoice(name="nearest", spec="nearest", scales=(2,))}
+client = TestClient(create_app(ServeSettings(data_dir=Path(data), models=models, deidentify=True)))
+client.post("/api/jobs", files={"file": (Path(upload).name, Path(upload).read_bytes())})
+"""
+
+
+@pytest.mark.parametrize("name", ["ct.dcm", "series.zip"])
+def test_deidentify_leaves_no_original_bytes_when_killed(name, ct_file, series_zip, tmp_path):
+    import subprocess
+    import sys
+
+    upload_file = tmp_path / name
+    upload_file.write_bytes(ct_file.read_bytes() if name == "ct.dcm" else series_zip)
+    data = tmp_path / "data"
+    out = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_DEIDENTIFYING, str(data), str(upload_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 9, out.stderr[-2000:]  # killed where the test meant it to be
+    left = [p for p in (data / "jobs").rglob("*") if p.is_file()]
+    stored = b"".join(p.read_bytes() for p in left)
+    for value in SECRETS.values():  # nothing, even before a restart cleans up
+        assert value.encode() not in stored, [p.name for p in left]
+    client = TestClient(create_app(ServeSettings(data_dir=data, deidentify=True)))
+    assert list((data / "jobs").iterdir()) == []  # the empty job folder went at start-up
+    client.close()

@@ -131,3 +131,48 @@ def test_bad_options():
         JobManager("x", models=MODELS, read_upload=_reader, workers=0)
     with pytest.raises(ConfigError, match="retention"):
         JobManager("x", models=MODELS, read_upload=_reader, retention_hours=0)
+
+
+def test_start_up_removes_what_a_killed_server_left_half_done(tmp_path, ct_file):
+    from tests.test_privacy import SECRETS
+
+    manager = _manager(tmp_path)  # never started, as if killed
+    done = _submit(manager, ct_file)
+    queued = _submit(manager, ct_file)
+    jobs = tmp_path / "data" / "jobs"
+    record = json.loads((jobs / done.id / "job.json").read_text())
+    record.update(status="done", finished_at=time.time())  # killed before the upload went
+    (jobs / done.id / "job.json").write_text(json.dumps(record))
+    original = ct_file.read_bytes()
+    assert SECRETS["PatientName"].encode() in original
+    # uploads being received or checked when it was killed (no job.json yet)
+    receiving = jobs / "0123456789abcdef"
+    (receiving / "upload").mkdir(parents=True)
+    (receiving / "upload" / "received").write_bytes(original)
+    unpacking = jobs / "fedcba9876543210"
+    (unpacking / "upload" / "unpacked").mkdir(parents=True)
+    (unpacking / "upload" / "unpacked" / "00001.dcm").write_bytes(original)
+    (unpacking / "upload" / "series").mkdir()
+    (unpacking / "upload" / "series" / ".00002.dcm.k2j4h1x0.part").write_bytes(original)
+    # half-written files inside recorded jobs
+    (jobs / queued.id / "upload" / ".input.dcm.abcd1234.part").write_bytes(original)
+    (jobs / queued.id / "views").mkdir()
+    (jobs / queued.id / "views" / "sr.npy").write_bytes(b"half")
+    (jobs / queued.id / "job.json.tmp").write_text("{")
+    (jobs / "not-a-job").mkdir()  # not ours to judge: kept
+
+    again = _manager(tmp_path)
+    assert sorted(p.name for p in jobs.iterdir()) == sorted([done.id, queued.id, "not-a-job"])
+    assert not (jobs / done.id / "upload").exists()
+    assert again.get(queued.id).status == "queued"
+    assert sorted(p.name for p in (jobs / queued.id).rglob("*")) == [
+        "input.dcm",
+        "job.json",
+        "upload",
+    ]
+    kept = b"".join(p.read_bytes() for p in jobs.rglob("*") if p.is_file())
+    assert kept.count(SECRETS["PatientName"].encode()) == 1  # the queued job's own input
+    again.start()
+    again.wait_idle()
+    again.stop()
+    assert again.get(queued.id).status == "done"

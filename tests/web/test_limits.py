@@ -181,3 +181,72 @@ def test_copy_limited(tmp_path):
 def test_limits_must_be_positive():
     with pytest.raises(ValueError, match="max_pixels"):
         Limits(max_pixels=0)
+
+
+_BOMB_SCRIPT = r"""
+import json, resource, sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from medsr.io import read
+from medsr.web.app import ServeSettings, create_app
+from medsr.web.jobs import ModelChoice
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+data, *bombs = sys.argv[1:]
+models = {"nearest": ModelChoice(name="nearest", spec="nearest", scales=(2,))}
+answers, base = [], None
+for deid in (False, True):
+    settings = ServeSettings(data_dir=Path(data) / str(deid), models=models, deidentify=deid)
+    with TestClient(create_app(settings)) as client:
+        client.post("/api/jobs", files={"file": ("x.png", b"junk")})  # warm up the imports
+        base = base or rss_mb()
+        for bomb in bombs:
+            r = client.post(
+                "/api/jobs", files={"file": (Path(bomb).name, Path(bomb).read_bytes())}
+            )
+            answers.append([Path(bomb).name, deid, r.status_code, r.json()["detail"]])
+for bomb in bombs:  # the CLI readers (medsr info, upscale), default caps
+    if not bomb.endswith(".zip"):
+        try:
+            read(bomb)
+        except Exception as error:
+            answers.append([Path(bomb).name, "read", type(error).__name__, str(error)])
+print(json.dumps({"base": base, "peak": rss_mb(), "answers": answers}))
+"""
+
+
+def test_bombs_stay_under_the_memory_bound(tmp_path):
+    """docs/web.md: a bomb upload costs at most 300 MB over the server's own memory."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.bombs import deflate_bomb, nifti_gz_bomb
+    from tests.web.conftest import zip_bytes
+
+    dcm = deflate_bomb(tmp_path / "deflated.dcm", zeros_mib=512)
+    archive = tmp_path / "series.zip"
+    archive.write_bytes(zip_bytes({"a/1.dcm": dcm.read_bytes()}))
+    nii = nifti_gz_bomb(tmp_path / "vol.nii.gz", 400)  # 512 MB of float64, at the voxel cap
+    out = subprocess.run(
+        [sys.executable, "-c", _BOMB_SCRIPT, str(tmp_path / "d"), str(dcm), str(archive), str(nii)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    facts = json.loads(out.stdout.splitlines()[-1])
+    answers = {(name, str(mode)): (status, text) for name, mode, status, text in facts["answers"]}
+    for deid in ("False", "True"):
+        assert answers["deflated.dcm", deid][0] == 413
+        assert "64 MiB outside the pixel data" in answers["deflated.dcm", deid][1]
+        assert answers["series.zip", deid][0] == 413
+        assert answers["vol.nii.gz", deid][0] == 400
+        assert "header declares 512000000 (truncated)" in answers["vol.nii.gz", deid][1]
+    assert answers["deflated.dcm", "read"][0] == "ImageTooLargeError"
+    assert answers["vol.nii.gz", "read"][0] == "CorruptFileError"
+    assert facts["peak"] - facts["base"] < 300, facts

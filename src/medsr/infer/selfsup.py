@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from medsr.errors import ConfigError
 from medsr.infer.runtime import resolve_device
+from medsr.infer.upscale import check_finite
 from medsr.io.image import Image
 from medsr.transforms.degrade import FWHM_PER_SIGMA
 from medsr.transforms.intensity import Normaliser, fit_normaliser
@@ -549,6 +550,7 @@ def self_supervised_upscale(
         progress: ``progress(done, total)`` after each training step and each plane.
     """
     t_start = time.perf_counter()
+    check_finite(image)
     config = config or SelfSupConfig()
     along = through_plane_axis(image, axis)
     acq = estimate_acquisition(

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from medsr.errors import ConfigError
+from medsr.errors import ConfigError, NonFiniteInputError
 from medsr.infer.defaults import (
     AXES,
     DEFAULT_OVERLAP,
@@ -285,6 +285,20 @@ def fidelity_operator(deg: Degradation, scale: int, *, through_plane: bool) -> D
 
 
 # -- the image pipeline -------------------------------------------------------------------------
+def check_finite(image: Image) -> None:
+    """Refuse an image with NaN or infinite values (``NonFiniteInputError`` with the count):
+    a model, even an interpolation, spreads them over their neighbourhood, and the
+    normalisation over the whole image."""
+    bad = image.nonfinite_count()
+    if bad:
+        where = image.source.path if image.source is not None else "the input image"
+        raise NonFiniteInputError(
+            f"{where}: {bad} of {image.array.size} values are NaN or infinite; medsr does not "
+            "upscale such an image (replace them first, e.g. with numpy.nan_to_num, or crop "
+            "them away)"
+        )
+
+
 def upscale_image(
     image: Image,
     model: SRModel | str | nn.Module,
@@ -332,6 +346,7 @@ def upscale_image(
     writing, as ``medsr upscale`` does.
     """
     t_start = time.perf_counter()
+    check_finite(image)
     if isinstance(model, nn.Module):
         model = wrap_module(model)
     elif not isinstance(model, SRModel):

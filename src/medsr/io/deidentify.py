@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -83,6 +83,8 @@ from pydicom.tag import BaseTag, Tag
 
 from medsr import __version__
 from medsr.errors import ConfigError, ReadError, UnsupportedFormatError, WriteError
+from medsr.io.deflate import check_deflated
+from medsr.io.image import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -641,18 +643,26 @@ def _quiet_pydicom() -> Iterator[None]:
 # ----------------------------------------------------------------------------- files
 
 
-def read_dicom(path: Path, *, label: str) -> Dataset:
+def read_dicom(path: Path | BinaryIO, *, label: str) -> Dataset:
     """Read a DICOM file quietly; raise ``UnsupportedFormatError`` if it is not DICOM and
     ``ReadError`` if it is broken. Messages name ``label`` and the error type only.
 
     A file without the 128-byte preamble and "DICM" prefix (older files) is accepted when,
     read without them, it holds a SOP Class UID and a SOP Instance UID.
     """
+    # A deflated file is inflated in chunks and refused if it holds more than its image needs,
+    # before pydicom inflates all of it into memory.
+    check_deflated(path, max_pixels=MAX_PIXELS, label=label)
     with _quiet_pydicom():
         try:
+            rewind = getattr(path, "seek", None)  # an open file: each attempt from its start
             try:
+                if rewind is not None:
+                    rewind(0)
                 ds = pydicom.dcmread(path)
             except InvalidDicomError:
+                if rewind is not None:
+                    rewind(0)
                 ds = pydicom.dcmread(path, force=True)
                 if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
                     raise
@@ -723,17 +733,21 @@ def write_dicom_atomic(ds: Dataset, dst: Path, *, label: str) -> None:
 
 
 def deidentify_file(
-    src: str | Path,
+    src: str | Path | BinaryIO,
     dst: str | Path,
     state: DeidentificationState,
     options: DeidentifyOptions | None = None,
     *,
     label: str | None = None,
 ) -> DeidentificationReport:
-    """Read ``src``, de-identify it and write ``dst`` atomically. ``label`` (default: the
-    file name) names the file in warnings and errors."""
-    src, dst = Path(src), Path(dst)
-    label = label if label is not None else src.name
+    """Read ``src`` (a path, or an open binary file read from its start), de-identify it and
+    write ``dst`` atomically. ``label`` (default: the file name) names the file in warnings
+    and errors."""
+    dst = Path(dst)
+    if isinstance(src, str | Path):
+        src = Path(src)
+        label = label if label is not None else src.name
+    label = label if label is not None else "the file"
     ds = read_dicom(src, label=label)
     media_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
     if media_class == MEDIA_STORAGE_DIRECTORY:

@@ -31,7 +31,8 @@ from medsr.errors import (
     ReadError,
     UnsupportedFormatError,
 )
-from medsr.io.image import Image, Source
+from medsr.io.deflate import check_deflated
+from medsr.io.image import MAX_PIXELS, Image, Source
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,17 @@ def has_dicom_preamble(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def dcmread(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+def dcmread(
+    path: Path, *, stop_before_pixels: bool = False, max_pixels: int = MAX_PIXELS
+) -> Dataset:
     """Read a DICOM file, also one without the 128-byte preamble (e.g. Siemens ``.ima``).
 
     Files without a preamble are read with ``force=True`` and accepted only if they carry the
     attributes every image has, so arbitrary bytes are never taken for DICOM. pydicom's warning
-    that the file ended early becomes a ``CorruptFileError``.
+    that the file ended early becomes a ``CorruptFileError``. A deflated file is first checked
+    to inflate to no more than its image needs (``max_pixels``; see ``medsr.io.deflate``).
     """
+    check_deflated(path, max_pixels=max_pixels)
     force = not has_dicom_preamble(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -317,7 +322,7 @@ def read_file(path: Path, *, max_pixels: int) -> Image:
 
 
 def _read_file(path: Path, max_pixels: int) -> Image:
-    ds = dcmread(path)
+    ds = dcmread(path, max_pixels=max_pixels)
     if not _has_pixels(ds):
         sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
         raise NoPixelDataError(path, f"DICOM file has no pixel data (SOP class {sop})")
@@ -469,14 +474,16 @@ def _sort_positions(
     return order, float(np.linalg.norm(step)), step_dir
 
 
-def list_series(paths: Sequence[Path]) -> dict[str, list[tuple[Path, Dataset]]]:
+def list_series(
+    paths: Sequence[Path], *, max_pixels: int = MAX_PIXELS
+) -> dict[str, list[tuple[Path, Dataset]]]:
     """Headers of the DICOM image files among ``paths``, grouped by SeriesInstanceUID."""
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for path in paths:
         if path.name.upper() == "DICOMDIR":
             continue
         try:
-            ds = dcmread(path, stop_before_pixels=True)
+            ds = dcmread(path, stop_before_pixels=True, max_pixels=max_pixels)
         except UnsupportedFormatError:
             log.debug("skipping non-DICOM file %s", path.name)
             continue
@@ -490,7 +497,7 @@ def list_series(paths: Sequence[Path]) -> dict[str, list[tuple[Path, Dataset]]]:
 def read_series(folder: Path, *, max_pixels: int, series_uid: str | None = None) -> Image:
     """All slices of one series in a folder (not recursive) as a volume ``(Z, Y, X)``."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    groups = list_series(files)
+    groups = list_series(files, max_pixels=max_pixels)
     if not groups:
         raise ReadError(folder, "no DICOM image files in this folder")
     if series_uid is not None:
@@ -546,7 +553,7 @@ def read_series(folder: Path, *, max_pixels: int, series_uid: str | None = None)
     first_bits = None
     inverted = False
     for k, (path, _) in enumerate(members):
-        ds = dcmread(path)
+        ds = dcmread(path, max_pixels=max_pixels)
         if not _has_pixels(ds):
             raise NoPixelDataError(path, "DICOM file of the series has no pixel data")
         stored = _decode(ds, path, max_pixels)

@@ -16,6 +16,7 @@ Geometry convention (the same for every format):
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import GeometryError
+
+# Default cap on pixels (voxels) per image: 2**29 float32 values are 2 GiB in memory.
+MAX_PIXELS = int(os.environ.get("MEDSR_MAX_PIXELS", 2**29))
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,8 +201,10 @@ class Image:
         )
 
     def describe(self) -> dict[str, Any]:
-        """Facts for ``medsr info``: no patient identifiers, only geometry and values."""
-        finite = self.array[np.isfinite(self.array)]
+        """Facts for ``medsr info``: no patient identifiers, only geometry and values
+        (``nonfinite``: how many values are NaN or infinite)."""
+        mask = np.isfinite(self.array)
+        finite = self.array[mask]
         src = self.source
         return {
             "shape": list(self.array.shape),
@@ -213,7 +219,19 @@ class Image:
             "color": self.color,
             "format": src.format if src else None,
             "has_mask": self.mask is not None,
+            "nonfinite": int(mask.size - finite.size),
         }
+
+    def nonfinite_count(self) -> int:
+        """How many values of ``array`` are NaN or infinite (counted one slice at a time)."""
+        rows = self.array.reshape(-1, self.array.shape[-1]) if self.array.ndim > 1 else None
+        if rows is None:
+            return int(np.count_nonzero(~np.isfinite(self.array)))
+        step = max(1, 2**22 // max(rows.shape[1], 1))
+        return sum(
+            int(rows[k : k + step].size - np.count_nonzero(np.isfinite(rows[k : k + step])))
+            for k in range(0, rows.shape[0], step)
+        )
 
 
 def default_direction(ndim: int) -> np.ndarray:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +23,113 @@ log = logging.getLogger(__name__)
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
+# Bytes per voxel of the NIfTI data type codes medsr reads (integers and reals).
+NIFTI_VOXEL_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8}
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def layout(path: Path) -> tuple[tuple[int, ...], int, int]:
+    """``(shape, bytes per voxel, offset of the voxels)`` from a NIfTI-1/2 header.
+
+    Only the header is read (for a gzipped file, only its first 540 bytes are inflated), so a
+    file declaring an absurd size costs nothing. Raises ``CorruptFileError`` for an invalid
+    header (``dim[0]`` outside 1-7, a dimension below 1) and ``UnsupportedFormatError`` for a
+    data type medsr does not read.
+    """
+    try:
+        if is_gzip(path):
+            with gzip.open(path, "rb") as f:
+                head = f.read(540)
+        else:
+            with open(path, "rb") as f:
+                head = f.read(540)
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptFileError(path, f"the NIfTI header cannot be read ({error})") from None
+    if len(head) < 348:
+        raise CorruptFileError(path, f"the NIfTI header is truncated ({len(head)} of 348 bytes)")
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348:
+            dim = struct.unpack(endian + "8h", head[40:56])
+            datatype = struct.unpack(endian + "h", head[70:72])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if size == 540 and len(head) >= 540:
+            dim = struct.unpack(endian + "8q", head[16:80])
+            datatype = struct.unpack(endian + "h", head[12:14])[0]
+            offset = struct.unpack(endian + "q", head[168:176])[0]
+            break
+    else:
+        raise UnsupportedFormatError(path, "not a NIfTI-1 or NIfTI-2 header")
+    ndim = int(dim[0])
+    if not 1 <= ndim <= 7:
+        raise CorruptFileError(
+            path, f"the header declares dim[0] = {ndim} dimensions; NIfTI allows 1 to 7"
+        )
+    shape = tuple(int(n) for n in dim[1 : ndim + 1])
+    if any(n < 1 for n in shape):
+        raise CorruptFileError(path, f"the header declares an invalid shape {list(shape)}")
+    if datatype not in NIFTI_VOXEL_BYTES:
+        raise UnsupportedFormatError(
+            path,
+            f"NIfTI data type code {datatype} is not supported (integer and real types only: "
+            f"codes {', '.join(map(str, sorted(NIFTI_VOXEL_BYTES)))})",
+        )
+    return shape, NIFTI_VOXEL_BYTES[datatype], max(int(offset), 0)
+
+
+def check_layout(path: Path, *, max_pixels: int) -> tuple[int, ...]:
+    """The shape a NIfTI file declares, checked before any voxel is allocated: against
+    ``max_pixels``, and against the bytes the file holds (for a gzipped file, the inflated
+    stream is counted in 1 MiB chunks, not kept), so a tiny file declaring a huge volume is
+    refused in constant memory."""
+    shape, voxel_bytes, offset = layout(path)
+    count = math.prod(shape)
+    if count > max_pixels:
+        raise ImageTooLargeError(
+            path,
+            f"header declares {'x'.join(map(str, shape))} = {count} voxels, over the cap of "
+            f"{max_pixels}",
+        )
+    needed = offset + count * voxel_bytes
+    have = _gzip_length(path, needed) if is_gzip(path) else path.stat().st_size
+    if have < needed:
+        where = "inflates to" if is_gzip(path) else "has"
+        raise CorruptFileError(
+            path, f"file {where} {have} bytes but the header declares {needed} (truncated)"
+        )
+    return shape
+
+
+def _gzip_length(path: Path, enough: int) -> int:
+    """Bytes the gzip stream inflates to, counted up to ``enough`` (then it stops)."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while total < enough and (chunk := f.read(min(1 << 20, enough - total))):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptFileError(path, f"the gzip stream is damaged or cut short ({error})") from None
+    return total
+
+
 def read(path: Path, *, max_pixels: int) -> Image:
     import nibabel as nib
 
+    check_layout(path, max_pixels=max_pixels)
     try:
         img = nib.load(str(path))
-    except (nib.filebasedimages.ImageFileError, ValueError, EOFError, OSError) as error:
+    except (
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+        ValueError,
+        EOFError,
+        OSError,
+    ) as error:
         raise CorruptFileError(path, f"not a readable NIfTI file ({error})") from error
     header = img.header
     shape = tuple(int(n) for n in img.shape)
@@ -42,7 +146,6 @@ def read(path: Path, *, max_pixels: int) -> Image:
             path, f"header declares {shape} = {count} voxels, over the cap of {max_pixels}"
         )
     dtype = header.get_data_dtype()
-    _check_size_on_disk(path, header, count * dtype.itemsize)
     try:
         data = img.get_fdata(dtype=np.float32)
     except (EOFError, OSError, ValueError, gzip.BadGzipFile, MemoryError) as error:
@@ -103,18 +206,6 @@ def _modality_from_header(header) -> str:
         if f"MODALITY={modality}" in descrip:
             return modality
     return "OT"
-
-
-def _check_size_on_disk(path: Path, header, data_bytes: int) -> None:
-    """For uncompressed files, the file must hold the declared voxels (truncation check)."""
-    if path.name.lower().endswith(".gz"):
-        return
-    offset = int(header.get("vox_offset", 352) or 352)
-    size = path.stat().st_size
-    if size < offset + data_bytes:
-        raise CorruptFileError(
-            path, f"file has {size} bytes but the header declares {offset + data_bytes} (truncated)"
-        )
 
 
 def write(image: Image, path: Path) -> None:

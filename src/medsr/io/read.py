@@ -9,16 +9,16 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from medsr.errors import CorruptFileError, ReadError, UnsupportedFormatError
 from medsr.io import dicom, formats, nifti
-from medsr.io.image import Image
+from medsr.io.image import MAX_PIXELS, Image
 
 log = logging.getLogger(__name__)
 
-# Default cap on pixels (voxels) per image: 2**29 float32 values are 2 GiB in memory.
-MAX_PIXELS = int(os.environ.get("MEDSR_MAX_PIXELS", 2**29))
 
 SUFFIX_FORMATS = {
     ".dcm": "dicom",
@@ -43,10 +43,19 @@ def suffix_of(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def sniff(path: Path) -> str | None:
-    """The format a file's content says it is, or None."""
+def sniff(path: Path | BinaryIO) -> str | None:
+    """The format a file's content says it is, or None. ``path`` may also be an open binary
+    file (read from its start; its position is left at the start)."""
+    if not isinstance(path, str | os.PathLike):
+        return _sniff_open(path)
     with open(path, "rb") as f:
-        head = f.read(1024)
+        return _sniff_open(f)
+
+
+def _sniff_open(f: BinaryIO) -> str | None:
+    f.seek(0)
+    head = f.read(1024)
+    f.seek(0)
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head.startswith(formats.PNG_SIGNATURE):
@@ -67,10 +76,11 @@ def sniff(path: Path) -> str | None:
         return "nifti"
     if head.startswith(b"\x1f\x8b"):
         try:
-            with gzip.open(path, "rb") as f:
-                inner = f.read(4)
-        except (OSError, EOFError):
+            inner = gzip.GzipFile(fileobj=f, mode="rb").read(4)
+        except (OSError, EOFError, zlib.error):
             return None
+        finally:
+            f.seek(0)
         if len(inner) == 4 and (
             int.from_bytes(inner, "little") in (348, 540)
             or int.from_bytes(inner, "big") in (348, 540)
@@ -93,6 +103,8 @@ def read(
     DICOM series (``series_uid`` picks one when it holds several). ``key`` names the array in
     NPZ/MAT files that hold several. ``modality`` overrides the modality (formats without one
     default to ``OT``). Raises a ``medsr.errors.ReadError`` subclass naming the file and problem.
+    NaN or infinite values are kept as they are, with a warning that counts them
+    (:meth:`Image.nonfinite_count`); :func:`medsr.infer.upscale_image` refuses such an image.
     """
     path = Path(path)
     if not path.exists():
@@ -103,6 +115,14 @@ def read(
         image = _read_file(path, max_pixels=max_pixels, key=key)
     if modality is not None:
         image = image.replace(modality=modality)
+    bad = image.nonfinite_count()
+    if bad:
+        log.warning(
+            "%s: %d of %d values are NaN or infinite (medsr upscale refuses such images)",
+            path.name,
+            bad,
+            image.array.size,
+        )
     return image
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+import math
 import shutil
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
@@ -465,36 +467,26 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return record.public()
 
     def _accept_upload(file: UploadFile, upload: Path, scale: int) -> tuple[str, Image]:
-        raw = upload / "received"
-        copy_limited(file.file, raw, limits.max_upload_bytes)
-        kind = classify_upload(file.filename or "", raw)
-        if kind == "dicom-zip":
-            members = extract_zip(raw, upload / "unpacked", limits)
-            raw.unlink()
-            series = upload / "series"
-            series.mkdir()
-            for k, member in enumerate(members, start=1):
-                target = series / f"{k:05d}.dcm"
-                if deid_state is not None:
-                    _deidentify(member, target, f"file {k} of the zip archive")
-                    member.unlink()
-                else:
-                    member.rename(target)
-            shutil.rmtree(upload / "unpacked", ignore_errors=True)
-            path = series
-            _check_one_series(series)
-        elif kind == "nifti":
-            with open(raw, "rb") as f:
-                gz = f.read(2) == b"\x1f\x8b"
-            path = raw.rename(upload / ("input.nii.gz" if gz else "input.nii"))
-            check_nifti_header(path, limits)
-        elif kind == "dicom" and deid_state is not None:
-            path = upload / _UPLOAD_NAMES["dicom"]
-            _deidentify(raw, path, "the DICOM file")
-            raw.unlink()
+        if deid_state is None:
+            raw = upload / "received"
+            copy_limited(file.file, raw, limits.max_upload_bytes)
+            with open(raw, "rb") as received:
+                path, kind = _store_upload(file.filename or "", received, upload)
+            raw.unlink(missing_ok=True)
         else:
-            path = raw.rename(upload / _UPLOAD_NAMES[kind])
+            # The original bytes (with the patient's identifiers) get no name on disk: an
+            # anonymous temporary file vanishes when closed, or when the process dies.
+            with tempfile.TemporaryFile(dir=upload) as received:
+                copy_limited(file.file, received, limits.max_upload_bytes)
+                path, kind = _store_upload(file.filename or "", received, upload)
         image = read(path, max_pixels=limits.max_pixels)
+        bad = image.nonfinite_count()
+        if bad:
+            raise UploadRejected(
+                400,
+                f"the image has {bad} NaN or infinite values (of {image.array.size}); no model "
+                "can upscale them: replace them with numbers and upload it again",
+            )
         pixels = int(np.prod(image.spatial_shape)) * scale * scale
         if pixels > limits.max_output_pixels:
             raise UploadRejected(
@@ -504,11 +496,47 @@ def create_app(settings: ServeSettings) -> FastAPI:
             )
         return kind, image
 
-    def _deidentify(src: Path, dst: Path, label: str) -> None:
+    def _store_upload(name: str, received: BinaryIO, upload: Path) -> tuple[Path, str]:
+        """Classify the received bytes and store them as the job's input (de-identified
+        DICOM when the server de-identifies); returns (input path, kind)."""
+        kind = classify_upload(name, received)
+        if kind == "dicom-zip":
+            series = upload / "series"
+            if deid_state is None:
+                extract_zip(received, series, limits)
+            else:
+
+                def deidentify_member(member: BinaryIO, target: Path, k: int) -> None:
+                    _deidentify(member, target, f"file {k} of the zip archive")
+
+                extract_zip(received, series, limits, convert=deidentify_member)
+            _check_one_series(series, limits)
+            return series, kind
+        if kind == "dicom" and deid_state is not None:
+            path = upload / _UPLOAD_NAMES["dicom"]
+            _deidentify(received, path, "the DICOM file")
+            return path, kind
+        if kind == "nifti":
+            gz = received.read(2) == b"\x1f\x8b"
+            received.seek(0)
+            path = upload / ("input.nii.gz" if gz else "input.nii")
+        else:
+            path = upload / _UPLOAD_NAMES[kind]
+        with open(path, "wb") as out:
+            shutil.copyfileobj(received, out, 1 << 20)
+        if kind == "nifti":
+            check_nifti_header(path, limits)
+        return path, kind
+
+    def _deidentify(src: BinaryIO, dst: Path, label: str) -> None:
+        from medsr.io.deflate import check_deflated
         from medsr.io.deidentify import deidentify_file
 
         try:
+            check_deflated(src, max_pixels=limits.max_pixels, label=label)  # before pydicom
             deidentify_file(src, dst, deid_state, label=label)
+        except ImageTooLargeError as error:
+            raise UploadRejected(413, f"{label}: {error.problem}") from None
         except FileError as error:
             raise UploadRejected(
                 400, f"{label} could not be de-identified: {error.problem}"
@@ -600,6 +628,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise _http(422, str(error)) from None
         lo = low if low is not None else record.window[0]
         hi = high if high is not None else record.window[1]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise _http(400, f"the window needs finite numbers for low and high, got {lo}..{hi}")
         if not hi > lo:
             raise _http(422, f"the window needs low < high, got {lo}..{hi}")
         if array.ndim == 3:
@@ -764,12 +794,12 @@ def _answer_json(answer) -> dict[str, Any]:
     return {"choice": answer.choice, "comment": answer.comment}
 
 
-def _check_one_series(folder: Path) -> None:
+def _check_one_series(folder: Path, limits: Limits) -> None:
     """Refuse a zip of several series with a count (the reader's own message lists their
     UIDs, which are identifiers)."""
     from medsr.io.dicom import list_series
 
-    groups = list_series(sorted(folder.iterdir()))
+    groups = list_series(sorted(folder.iterdir()), max_pixels=limits.max_pixels)
     if len(groups) > 1:
         sizes = ", ".join(str(len(m)) for m in groups.values())
         raise UploadRejected(

@@ -13,6 +13,11 @@ Layout under the data directory::
 The upload folder is deleted as soon as a job ends (done or failed). Finished jobs are
 deleted after ``retention_hours`` and when more than ``max_jobs`` are kept (oldest first).
 A job that was queued or running when the server stopped is queued again at start-up.
+
+At start-up, before the app answers any request, whatever a stopped server left half-done is
+deleted: a job folder without ``job.json`` (an upload being received or checked), and in
+every job folder ``upload/received``, ``upload/unpacked``, ``*.part``/``*.tmp`` files and
+``tmp*`` folders; the upload of a finished job; the views and result of a job queued again.
 """
 
 from __future__ import annotations
@@ -172,15 +177,26 @@ class JobManager:
         requeue = []
         for folder in sorted(self.root.iterdir()):
             path = folder / "job.json"
-            if not (_JOB_ID.fullmatch(folder.name) and path.is_file()):
+            if not _JOB_ID.fullmatch(folder.name):
                 continue
+            if not path.is_file():
+                # An upload the server stopped while receiving or checking it (the job is
+                # recorded only once its upload is accepted): the client got no answer.
+                log.warning("removed an upload left incomplete when the server stopped")
+                _remove(folder)
+                continue
+            _remove_partial_files(folder)
             try:
                 record = JobRecord(**json.loads(path.read_text()))
             except (ValueError, TypeError) as error:
                 log.warning("job %s: unreadable record (%s); removed", folder.name, error)
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
+            if record.status in ("done", "failed"):
+                _remove(folder / "upload")  # (when it stopped between the end and the cleanup)
             if record.status in ("queued", "running"):
+                _remove(folder / "views")  # made again when it runs
+                _remove(folder / "result")
                 if (folder / "upload").is_dir():
                     record.status, record.stage = "queued", "queued (after a restart)"
                     record.progress_done = record.progress_total = 0
@@ -491,6 +507,26 @@ class JobManager:
                 for path in sorted(files):
                     archive.write(path, f"{stem}/{path.name}")
         return name, fmt
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# What a job folder may hold only while a request or a job is being processed: the upload as
+# received, a zip unpacked before its members were renamed or de-identified, files written
+# through a temporary name (``*.part``, ``*.tmp``, ``tmp*`` folders of ``tempfile``).
+_PARTIAL = re.compile(r"^(received|unpacked|.*\.part|.*\.tmp|tmp[a-z0-9_]{8})$")
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """Delete what a stopped server left half-done in a job folder (see ``_PARTIAL``)."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if _PARTIAL.match(path.name) and (path.exists() or path.is_symlink()):
+            _remove(path)
 
 
 def _message(error: MedsrError) -> str:

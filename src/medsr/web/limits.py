@@ -8,13 +8,15 @@ is passed to :func:`medsr.io.read` too, which checks DICOM/PNG/TIFF headers befo
 
 from __future__ import annotations
 
-import gzip
-import struct
+import tempfile
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from medsr.errors import MedsrError
+from medsr.errors import FileError, MedsrError
 from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 
 __all__ = [
@@ -82,16 +84,22 @@ def _accepted() -> str:
     return "; ".join(UPLOAD_KINDS.values())
 
 
-def classify_upload(name: str, path: Path) -> str:
+def classify_upload(name: str, path: Path | BinaryIO) -> str:
     """The kind of an uploaded file (a key of :data:`UPLOAD_KINDS`) from its content, which
-    must agree with its name's suffix; ``UploadRejected`` (415) for anything else."""
-    if path.stat().st_size == 0:
+    must agree with its name's suffix; ``UploadRejected`` (415) for anything else. ``path``
+    may be an open binary file (left at its start)."""
+    if isinstance(path, Path):
+        with open(path, "rb") as f:
+            return classify_upload(name, f)
+    path.seek(0)
+    head = path.read(8)
+    path.seek(0)
+    if not head:
         raise UploadRejected(400, f"{_safe_label(name)} is empty")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    detected = "dicom-zip" if head == b"PK\x03\x04" else sniff(path)
+    detected = "dicom-zip" if head[:4] == b"PK\x03\x04" else sniff(path)
     if detected is None and _SUFFIX_KIND.get(_suffix(name)) == "dicom":
-        detected = "dicom" if _looks_like_dicom_without_preamble(path) else None
+        # Old DICOM files start directly with a group 0008 element (little endian).
+        detected = "dicom" if len(head) == 8 and head[:2] == b"\x08\x00" else None
     if detected not in UPLOAD_KINDS:
         raise UploadRejected(
             415,
@@ -108,13 +116,6 @@ def classify_upload(name: str, path: Path) -> str:
     return detected
 
 
-def _looks_like_dicom_without_preamble(path: Path) -> bool:
-    # Old DICOM files start directly with a group 0008 element (little endian).
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return len(head) == 8 and head[:2] == b"\x08\x00"
-
-
 def _safe_label(name: str) -> str:
     """A file name fit to quote in a message: the base name, printable, at most 80 chars."""
     base = PurePosixPath(name.replace("\\", "/")).name or "the file"
@@ -122,7 +123,13 @@ def _safe_label(name: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
+def extract_zip(
+    path: Path | BinaryIO,
+    dest: Path,
+    limits: Limits,
+    *,
+    convert: Callable[[BinaryIO, Path, int], None] | None = None,
+) -> list[Path]:
     """Extract the members of a zipped DICOM series into ``dest`` (flattened, renamed).
 
     The central directory is checked before anything is extracted: member count, total
@@ -131,6 +138,10 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
     While extracting, the bytes actually written are counted too, since a zip may lie about
     sizes. Folders, ``__MACOSX`` and hidden files are ignored; other members are kept with
     a neutral name (``0001.dcm``...), so nothing in a member name reaches the disk.
+
+    With ``convert``, a member's bytes never get a name on disk: each is unpacked into an
+    anonymous temporary file (gone when closed, or when the process dies) and
+    ``convert(file, target, number)`` writes the target (the app de-identifies it there).
     """
     try:
         archive = zipfile.ZipFile(path)
@@ -190,88 +201,84 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
         out = []
         for k, info in enumerate(members, start=1):
             target = dest / f"{k:05d}.dcm"
-            with archive.open(info) as src, open(target, "wb") as dst:
-                written = 0
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    written_total += len(chunk)
-                    if written > info.file_size or written_total > limits.max_zip_bytes:
-                        raise UploadRejected(
-                            413, "the zip archive unpacks to more than it declares; refused"
-                        )
-                    dst.write(chunk)
+            if convert is None:
+                with open(target, "wb") as dst:
+                    written_total += _copy_member(archive, info, dst, k, written_total, limits)
+            else:
+                with tempfile.TemporaryFile(dir=dest) as anonymous:
+                    written_total += _copy_member(
+                        archive, info, anonymous, k, written_total, limits
+                    )
+                    anonymous.seek(0)
+                    convert(anonymous, target, k)
             out.append(target)
     return out
 
 
-def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
-    """The image shape a NIfTI-1/2 header declares, checked against the pixel cap (and the
-    file size, for uncompressed files) before nibabel reads anything."""
-    opener = gzip.open if _is_gzip(path) else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(540)
-    except (OSError, EOFError) as error:
-        raise UploadRejected(400, f"the NIfTI file is damaged ({error})") from None
-    shape, voxel_bytes, offset = _parse_nifti(head)
-    count = 1
-    for n in shape:
-        count *= n
-    if count > limits.max_pixels:
-        raise UploadRejected(
-            413,
-            f"the NIfTI header declares {'x'.join(map(str, shape))} = {count} voxels, over the "
-            f"limit of {limits.max_pixels}",
-        )
-    if opener is open and path.stat().st_size < offset + count * voxel_bytes:
-        raise UploadRejected(
-            400, "the NIfTI file is shorter than its header declares (truncated upload?)"
-        )
-    return shape
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-_NIFTI_BITPIX = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8}
-
-
-def _parse_nifti(head: bytes) -> tuple[tuple[int, ...], int, int]:
-    if len(head) < 348:
-        raise UploadRejected(400, "the NIfTI header is truncated")
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", head[:4])[0]
-        if size == 348:
-            dim = struct.unpack(endian + "8h", head[40:56])
-            datatype = struct.unpack(endian + "h", head[70:72])[0]
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            break
-        if size == 540 and len(head) >= 540:
-            dim = struct.unpack(endian + "8q", head[16:80])
-            datatype = struct.unpack(endian + "h", head[12:14])[0]
-            offset = struct.unpack(endian + "q", head[168:176])[0]
-            break
-    else:
-        raise UploadRejected(400, "not a NIfTI-1 or NIfTI-2 header")
-    ndim = int(dim[0])
-    if not 1 <= ndim <= 7 or any(int(n) < 1 for n in dim[1 : ndim + 1]):
-        raise UploadRejected(400, f"the NIfTI header declares an invalid shape {list(dim)}")
-    if datatype not in _NIFTI_BITPIX:
-        raise UploadRejected(415, f"the NIfTI data type code {datatype} is not supported")
-    return tuple(int(n) for n in dim[1 : ndim + 1]), _NIFTI_BITPIX[datatype], max(offset, 0)
-
-
-def copy_limited(src, dst: Path, max_bytes: int) -> int:
-    """Copy a file-like ``src`` to ``dst``, refusing (413) more than ``max_bytes``."""
+def _copy_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    dst: BinaryIO,
+    k: int,
+    before: int,
+    limits: Limits,
+) -> int:
+    """Copy member number ``k`` to ``dst``, counting the bytes actually unpacked (a zip may
+    lie about sizes); a damaged member (bad deflate stream, bad CRC) is a 400."""
     written = 0
-    with open(dst, "wb") as out:
-        while chunk := src.read(1 << 20):
-            written += len(chunk)
-            if written > max_bytes:
-                raise UploadRejected(
-                    413, f"the upload is larger than the limit of {max_bytes} bytes"
-                )
-            out.write(chunk)
+    try:
+        with archive.open(info) as src:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > info.file_size or before + written > limits.max_zip_bytes:
+                    raise UploadRejected(
+                        413, "the zip archive unpacks to more than it declares; refused"
+                    )
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise UploadRejected(
+            400, f"member {k} of the zip archive is damaged ({_zip_problem(error)}); refused"
+        ) from None
+    return written
+
+
+def _zip_problem(error: Exception) -> str:
+    text = str(error)
+    if "CRC" in text:
+        return "its checksum does not match its content"
+    if isinstance(error, NotImplementedError):
+        return "it uses a compression method this server cannot unpack"
+    return "its compressed data is invalid"
+
+
+def check_nifti_header(path: Path, limits: Limits) -> tuple[int, ...]:
+    """The image shape a NIfTI-1/2 header declares, checked against the pixel cap and the
+    bytes the file holds (a gzipped file is inflated in chunks to count them, never kept)
+    before nibabel reads anything: see :func:`medsr.io.nifti.check_layout`."""
+    from medsr.errors import ImageTooLargeError, UnsupportedFormatError
+    from medsr.io.nifti import check_layout
+
+    try:
+        return check_layout(path, max_pixels=limits.max_pixels)
+    except ImageTooLargeError as error:
+        raise UploadRejected(413, "the NIfTI " + error.problem.replace("cap", "limit")) from None
+    except UnsupportedFormatError as error:
+        raise UploadRejected(415, "the NIfTI file is refused: " + error.problem) from None
+    except FileError as error:
+        raise UploadRejected(400, "the NIfTI file is refused: " + error.problem) from None
+
+
+def copy_limited(src, dst: Path | BinaryIO, max_bytes: int) -> int:
+    """Copy a file-like ``src`` to ``dst`` (a path, or an open binary file), refusing (413)
+    more than ``max_bytes``."""
+    if isinstance(dst, Path):
+        with open(dst, "wb") as out:
+            return copy_limited(src, out, max_bytes)
+    written = 0
+    while chunk := src.read(1 << 20):
+        written += len(chunk)
+        if written > max_bytes:
+            raise UploadRejected(413, f"the upload is larger than the limit of {max_bytes} bytes")
+        dst.write(chunk)
+    dst.flush()
     return written
