@@ -6,15 +6,16 @@
 
 Evaluation sets (deterministic; nothing here was used to choose a hyper-parameter):
 
-* **MRI (spine, val)** and **MRI (brain, val)**: ``--slices`` evenly spaced slices of the
-  validation split of the ``medsr prepare`` manifest the models were trained from
-  (``--manifest``, default ``runs/data/mixed``; subject-level split: 3 spine subjects, 1 BraTS
-  patient with FLAIR and T1c).
-* **X-ray (val)**: the one validation radiograph of that manifest (NIH ChestX-ray14).
-* **CT (external)** and **X-ray (external)**: the shared data have no CT and no second
-  X-ray subject for validation, so real DICOM files of pydicom / pydicom-data, never seen in
-  training, stand in: CT ``693_UNCR.dcm``, the two frames of ``eCT_Supplemental.dcm`` and
-  ``CT_small.dcm``; CR ``RG1_UNCR.dcm`` and ``RG3_UNCR.dcm``.
+* **validation** (one set per dataset): ``--slices`` evenly spaced slices of the validation
+  split of the ``medsr prepare`` manifest the models were trained from (``--manifest``,
+  default ``runs/data/all``, see docs/pretrained.md; subject-level split: spine, BraTS, the
+  NIH radiograph and one pydicom-data radiograph not trained on).
+* **external** (never trained on, other sources and sites; ``../shared/data`` and
+  pydicom-data): stroke T1 / T2 / FLAIR (one set each), a real thick-slice T1 post-contrast
+  brain (in-plane), abdominal CT (``body-ct``), the CT DICOM files of pydicom / pydicom-data
+  (``693_UNCR.dcm``, the two frames of ``eCT_Supplemental.dcm``, ``CT_small.dcm``), and the
+  four full-size COVID-Net radiographs (research use only: scores, but no figure). Volumes
+  give ``--slices`` evenly spaced slices with at least 20 % foreground.
 
 Every image is normalised to [0, 1] the way training normalises it (CT wide window, MR
 foreground percentiles 0.5/99.5 of the volume, X-ray bit depth; clipped), radiographs are
@@ -78,31 +79,53 @@ def _multiple(x: np.ndarray, m: int = 4) -> np.ndarray:
     return x[: h - h % m, : w - w % m]
 
 
+_MODALITY_LABEL = {"MR": "MRI", "CT": "CT", "DX": "X-ray", "CR": "X-ray"}
+
+
 def manifest_sets(manifest: Path, slices: int) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """One set per dataset of the manifest's validation split (subjects never trained on)."""
     from medsr.data.manifest import read_manifest
 
     rows = [r for r in read_manifest(manifest) if r.split == "val"]
-    groups = {
-        "MRI (spine, val)": "spine-mri",
-        "MRI (brain, val)": "brain-mri-brats2013",
-        "X-ray (val)": "chest-xray",
-    }
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     root = manifest if manifest.is_dir() else manifest.parent
-    for label, dataset in groups.items():
-        chosen = _evenly([r for r in rows if r.dataset == dataset], slices)
+    for dataset in sorted({r.dataset for r in rows}):
+        chosen_rows = [r for r in rows if r.dataset == dataset]
+        modality = _MODALITY_LABEL.get(chosen_rows[0].modality, chosen_rows[0].modality)
+        label = f"{modality} ({dataset}, val)"
         images = []
-        for r in chosen:
+        for r in _evenly(chosen_rows, slices):
             stack = np.load(root / r.store_path, mmap_mode="r")
             plane = np.asarray(stack[r.slice_index], dtype=np.float32)
-            unit = r.load_normaliser().forward(plane)
-            unit = np.clip(unit, 0.0, 1.0)
-            if label.startswith("X-ray"):
+            unit = np.clip(r.load_normaliser().forward(plane), 0.0, 1.0)
+            if modality == "X-ray":
                 unit = _centre_crop(unit, CROP)
             images.append((f"{r.volume_id}#{r.slice_index}", _multiple(unit)))
         if images:
             out[label] = images
     return out
+
+
+# Kept out of training entirely (other sources and sites): the external test set.
+EXTERNAL_VOLUMES = {
+    "MRI T1 (stroke, external)": "brain-mri-stroke/stroke01_T1w.nii.gz",
+    "MRI T2 (stroke, external)": "brain-mri-stroke/stroke01_T2w.nii.gz",
+    "MRI FLAIR (stroke, external)": "brain-mri-stroke/stroke01_FLAIR.nii.gz",
+    "MRI T1 post (thick brain, external)": "brain-mri-thick/pyrad-brain1_T1w-post.nii.gz",
+    "CT abdomen (body-ct, external)": "body-ct/usb01_CT-abdomen.nii.gz",
+}
+EXTERNAL_MODALITY = {"MRI": "MR", "CT": "CT"}
+EXTERNAL_XRAY = "chest-xray-covid"  # research use only: scores here, no figure from it
+
+
+def _foreground_slices(volume: np.ndarray, norm, n: int) -> list[int]:
+    """``n`` evenly spaced slices among those with at least 20 % foreground."""
+    keep = [
+        k
+        for k, plane in enumerate(volume)
+        if float((np.clip(norm.forward(plane), 0, 1) > 0.05).mean()) >= 0.2
+    ]
+    return _evenly(keep, n)
 
 
 def _dicom_dirs() -> list[Path]:
@@ -125,37 +148,53 @@ def _find(name: str) -> Path | None:
     return None
 
 
-def external_sets() -> dict[str, list[tuple[str, np.ndarray]]]:
+def external_sets(slices: int) -> dict[str, list[tuple[str, np.ndarray]]]:
     from medsr.io import read
     from medsr.transforms.intensity import fit_normaliser
 
-    files = {
-        "CT (external)": ["693_UNCR.dcm", "eCT_Supplemental.dcm", "CT_small.dcm"],
-        "X-ray (external)": ["RG1_UNCR.dcm", "RG3_UNCR.dcm"],
-    }
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for label, names in files.items():
+    for label, rel in EXTERNAL_VOLUMES.items():
+        path = SHARED / rel
+        if not path.is_file():
+            continue
+        modality = EXTERNAL_MODALITY[label.split()[0]]
+        image = read(path, modality=modality)
+        norm = fit_normaliser(image.array, modality=modality)
         images = []
-        for name in names:
-            path = _find(name)
-            if path is None:
-                continue
-            image = read(path)
-            array = image.array if image.array.ndim == 3 else image.array[None]
-            src = image.source
-            norm = fit_normaliser(
-                array,
-                modality=image.modality,
-                bits_stored=src.bits_stored if src is not None else None,
-                signed=bool(src.signed) if src is not None else False,
-            )
-            for k, plane in enumerate(array):
-                unit = np.clip(norm.forward(plane), 0.0, 1.0).astype(np.float32)
-                if label.startswith("X-ray"):
-                    unit = _centre_crop(unit, CROP)
-                images.append((f"{name}#{k}", _multiple(unit)))
+        for k in _foreground_slices(image.array, norm, slices):
+            unit = np.clip(norm.forward(image.array[k]), 0.0, 1.0).astype(np.float32)
+            images.append((f"{path.name}#{k}", _multiple(unit)))
         if images:
             out[label] = images
+    # real CT DICOM files of pydicom / pydicom-data (other scanners)
+    images = []
+    for name in ["693_UNCR.dcm", "eCT_Supplemental.dcm", "CT_small.dcm"]:
+        path = _find(name)
+        if path is None:
+            continue
+        image = read(path)
+        array = image.array if image.array.ndim == 3 else image.array[None]
+        norm = fit_normaliser(array, modality="CT")
+        for k, plane in enumerate(array):
+            unit = np.clip(norm.forward(plane), 0.0, 1.0).astype(np.float32)
+            images.append((f"{name}#{k}", _multiple(unit)))
+    if images:
+        out["CT (pydicom-data, external)"] = images
+    # full-size radiographs from other sites (COVID-Net; research use only)
+    images = []
+    for path in sorted((SHARED / EXTERNAL_XRAY).glob("*.png")):
+        image = read(path, modality="DX")
+        src = image.source
+        norm = fit_normaliser(
+            image.array,
+            modality="DX",
+            bits_stored=src.bits_stored if src is not None else None,
+            signed=False,
+        )
+        unit = np.clip(norm.forward(image.array), 0.0, 1.0).astype(np.float32)
+        images.append((path.stem, _multiple(_centre_crop(unit, CROP))))
+    if images:
+        out["X-ray (COVID-Net, external)"] = images
     return out
 
 
@@ -280,7 +319,7 @@ def evaluate(
                             }
                         )
                     key = (scale, set_name)
-                    if flag and key not in figure_items:
+                    if flag and key not in figure_items and "COVID" not in set_name:
                         figure_items[key] = (name, image, result["outs"])
     return records
 
@@ -400,7 +439,7 @@ def figure(items: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--manifest", type=Path, default=REPO / "runs" / "data" / "mixed")
+    parser.add_argument("--manifest", type=Path, default=REPO / "runs" / "data" / "all")
     parser.add_argument("--model", action="append", default=[], help="LABEL=SPEC (repeatable)")
     parser.add_argument("--slices", type=int, default=24, help="slices per MRI set")
     parser.add_argument("--esrgan-slices", type=int, default=2)
@@ -420,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {}
     if (args.manifest / "manifest.csv").is_file() or args.manifest.is_file():
         sets.update(manifest_sets(args.manifest, args.slices))
-    sets.update(external_sets())
+    sets.update(external_sets(args.slices))
     models = load_models(args.model)
     items: dict = {}
     t0 = time.perf_counter()

@@ -16,14 +16,37 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     spec.loader.exec_module(bench)
     bench.ESRGAN = tmp_path / "absent.safetensors"  # Real-ESRGAN is too slow for a unit test
     bench.CROP = 64
+    # a stand-in for ../shared/data: one external MRI volume and one research-only radiograph
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image as PILImage
+    from scipy.ndimage import gaussian_filter
+
+    bench.SHARED = tmp_path / "shared"
+    rng = np.random.default_rng(0)
+    volume = np.zeros((40, 48, 6), np.float32)
+    volume[4:36, 6:42] = gaussian_filter(rng.random((32, 36, 6)), (3, 3, 0)) * 400 + 50
+    (bench.SHARED / "brain-mri-stroke").mkdir(parents=True)
+    nib.save(
+        nib.Nifti1Image(volume, np.eye(4)),
+        bench.SHARED / "brain-mri-stroke" / "stroke01_T1w.nii.gz",
+    )
+    (bench.SHARED / "chest-xray-covid").mkdir()
+    xray = (gaussian_filter(rng.random((80, 72)), 3) * 600).clip(0, 255).astype(np.uint8)
+    PILImage.fromarray(xray).save(bench.SHARED / "chest-xray-covid" / "a.png")
     out = tmp_path / "out"
     argv = ["--manifest", str(tmp_path / "no-manifest"), "--model", "medsr-edsr-tiny-x2"]
-    argv += ["--scales", "2", "--threads", "1", "--out", str(out)]
+    argv += ["--scales", "2", "--threads", "1", "--out", str(out), "--slices", "2"]
     argv += ["--append", str(tmp_path / "RESULTS.md")]
     assert bench.main(argv) == 0
     records = json.loads((out / "records.json").read_text())
     sets = {r["set"] for r in records}
-    assert sets == {"CT (external)", "X-ray (external)"}
+    assert sets == {
+        "CT (pydicom-data, external)",
+        "MRI T1 (stroke, external)",
+        "X-ray (COVID-Net, external)",
+    }
+    assert len({r["image"] for r in records if r["set"].startswith("MRI")}) == 2
     assert {r["method"] for r in records} == {"bicubic", "medsr-edsr-tiny-x2"}
     assert all(r["psnr"] > 20 and 0 < r["ssim"] <= 1 for r in records)
     text = (tmp_path / "RESULTS.md").read_text()
