@@ -179,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             [
                 p["key"],
+                p["tag"] or "-",
                 p["arch"],
                 f"x{p['scale']}",
                 str(p["in_channels"]),
@@ -189,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(
             _table(
-                ["name", "arch", "scale", "channels", "trained on", "license"], rows, args.format
+                ["name", "tag", "arch", "scale", "channels", "trained on", "license"],
+                rows,
+                args.format,
             )
         )
     else:
@@ -197,5 +200,8 @@ def run(args: argparse.Namespace) -> int:
             "none shipped yet. Load your own with medsr.models.load(folder), or official "
             "ESRGAN/Real-ESRGAN weights with medsr.models.load_official_esrgan(path)."
         )
-    print("\nDetails of one architecture: medsr models ARCH")
+    print(
+        "\n--model fast / --model quality pick the weights with that tag at the scale; "
+        "details of one architecture: medsr models ARCH"
+    )
     return 0

@@ -329,16 +329,19 @@ def interpolation_names() -> list[str]:
 
 
 def load_model(spec: str | Path, *, scale: int | None = None) -> SRModel:
-    """Resolve ``spec`` (a shipped name, an interpolation name or a path) to an :class:`SRModel`.
+    """Resolve ``spec`` (a shipped name, ``fast`` / ``quality``, an interpolation name or a
+    path) to an :class:`SRModel`.
 
     ``scale`` chooses the scale of an interpolation baseline (default :data:`DEFAULT_SCALE`)
     and must match the scale of a trained model when given. Models load on the CPU; the
     runner moves them to the device. Raises ConfigError (unknown name, untrained network,
     wrong scale) or CheckpointError (unreadable file).
     """
-    from medsr.models import GENERATORS, PRETRAINED
+    from medsr.models import GENERATORS, MODEL_TAGS, PRETRAINED, tagged_model
 
     text = str(spec)
+    if text in MODEL_TAGS:  # "fast" / "quality": the shipped weights with that tag
+        text = tagged_model(text, DEFAULT_SCALE if scale is None else scale)
     if text in PRETRAINED:
         entry = PRETRAINED[text]
         model = _load_checkpoint(entry.folder(), scale=scale)

@@ -33,19 +33,23 @@ from medsr.models.interpolation import Bicubic, Bilinear, Lanczos, Nearest
 from medsr.models.layers import Discriminator, Generator
 from medsr.models.rcan import RCAN
 from medsr.models.rescnn import ResCNN
+from medsr.models.rlfn import RLFN
 from medsr.models.rrdbnet import RRDBNet
 from medsr.models.rwman import RWMAN
+from medsr.models.span import SPAN
 from medsr.models.srcnn import SRCNN
 from medsr.models.srresnet import SRResNet
 from medsr.models.zoo import (
     DISCRIMINATORS,
     GENERATORS,
+    MODEL_TAGS,
     PRETRAINED,
     PretrainedWeights,
     build_discriminator,
     build_generator,
     count_parameters,
     count_parameters_of,
+    tagged_model,
 )
 
 __all__ = [
@@ -53,9 +57,12 @@ __all__ = [
     "EDSR",
     "ESPCN",
     "GENERATORS",
+    "MODEL_TAGS",
     "PRETRAINED",
     "RCAN",
+    "RLFN",
     "RWMAN",
+    "SPAN",
     "SRCNN",
     "Bicubic",
     "Bilinear",
@@ -82,4 +89,5 @@ __all__ = [
     "load_state_dict_file",
     "read_config",
     "save",
+    "tagged_model",
 ]

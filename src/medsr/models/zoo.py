@@ -40,6 +40,7 @@ from medsr.models.srresnet import SRResNet
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
+    "MODEL_TAGS",
     "PRETRAINED",
     "PRETRAINED_DIR",
     "PretrainedWeights",
@@ -48,6 +49,7 @@ __all__ = [
     "count_parameters",
     "count_parameters_of",
     "hparam_names",
+    "tagged_model",
 ]
 
 GENERATORS: dict[str, type[Generator]] = {
@@ -100,6 +102,9 @@ class PretrainedWeights:
     license: str
     path: str
     kind: str = "psnr"
+    tag: str = ""
+    """``fast`` (the default: speed first) or ``quality`` (PSNR first); ``""``: by name only.
+    ``--model fast`` / ``--model quality`` pick the weights with that tag at the scale."""
 
     def folder(self) -> Path:
         """The absolute checkpoint folder inside the installed package."""
@@ -137,6 +142,25 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         path="medsr-edsr-tiny-x4",
     ),
 }
+
+
+MODEL_TAGS = ("fast", "quality")
+"""The tags ``--model`` accepts instead of a name (see :func:`tagged_model`)."""
+
+
+def tagged_model(tag: str, scale: int) -> str:
+    """The name of the shipped weights with ``tag`` (``fast`` or ``quality``) at ``scale``.
+
+    Raises ConfigError for an unknown tag, or when no weights carry it at that scale (the
+    message lists what is shipped).
+    """
+    if tag not in MODEL_TAGS:
+        raise ConfigError(f"unknown model tag {tag!r}; valid: {', '.join(MODEL_TAGS)}")
+    for name, entry in PRETRAINED.items():
+        if entry.tag == tag and entry.scale == scale:
+            return name
+    shipped = ", ".join(f"{e.tag} x{e.scale}" for e in PRETRAINED.values() if e.tag) or "none"
+    raise ConfigError(f"no {tag!r} model is shipped for x{scale}; shipped: {shipped}")
 
 
 def hparam_names(cls: type[nn.Module]) -> list[str]:
