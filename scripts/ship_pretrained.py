@@ -174,10 +174,15 @@ def card(
         "",
         datasets or "- (see config.json)",
         "",
-        "Subject-level splits by `medsr prepare` (80/10/10 by subject, seed 0): no slice of a "
-        "validation subject was seen in training. The weights are released under the medsr "
-        "licence (MIT); because BraTS is CC BY-NC-SA 3.0, treat them as **non-commercial, "
-        "share-alike** unless you retrain without BraTS, and cite the data sources above.",
+        "Subject-level splits by `medsr prepare` (80/10/10 by subject, seed 0; a dataset "
+        "with one subject trains only): no slice of a validation subject was seen in training. "
+        "Balanced per modality with `dataset_repeats` (about half MRI, a quarter CT, a quarter "
+        "X-ray patches). The weights are released under the medsr licence (MIT), but the "
+        "training data carry terms that follow them: BraTS is CC BY-NC-SA 3.0 and the PD/TOF "
+        "sample CC BY-NC 4.0, so treat the weights as **non-commercial, share-alike**; the "
+        "spine data are for research use with citation. Cite the data sources above. The "
+        "research-only COVID-Net radiographs were **not** used for training (external test "
+        "only).",
         "",
         "## Degradation (how the low-resolution inputs were made)",
         "",
@@ -189,8 +194,7 @@ def card(
         "## Recipe",
         "",
         "```bash",
-        "medsr prepare ../shared/data/spine-mri ../shared/data/brain-mri-brats2013 \\",
-        "    ../shared/data/chest-ct ../shared/data/chest-xray --out runs/data/mixed",
+        "# the data preparation command is in the recipe's header and docs/pretrained.md",
         f"nice -n 10 medsr train {recipe_path} --out runs/{recipe.get('name', name)}",
         f"python scripts/ship_pretrained.py {name} "
         f"runs/{recipe.get('name', name)}/checkpoints/last",
@@ -208,9 +212,10 @@ def card(
         "",
         'From `python benchmarks/bench_pretrained.py` (benchmarks/RESULTS.md, "Pretrained '
         'models (issue 9)"): PSNR in dB and SSIM on the training normalisation (data range '
-        "1), borders of `scale` pixels shaved. MRI and the first X-ray set are the validation "
-        "split of the shared data; CT and the second X-ray set are real DICOM files from "
-        "pydicom / pydicom-data (the shared data have no CT validation subject).",
+        "1), borders of `scale` pixels shaved. Sets marked *val* are the validation split of "
+        "the training data (subjects never trained on); sets marked *external* come from "
+        "sources kept out of training entirely (other sites and scanners: stroke T1/T2/FLAIR, "
+        "a thick-slice T1 brain, abdominal CT, pydicom-data CT files, COVID-Net radiographs).",
         "",
         *metrics_table(name, scale, records),
         "",
@@ -233,10 +238,11 @@ def card(
         "",
         "## Limitations",
         "",
-        "- Trained for about an hour of a shared 2-core CPU: a GPU run of the same recipe "
-        "(hundreds of thousands of patches instead of thousands) would be markedly better.",
-        "- Small training data (26 spine subjects, 2 BraTS patients, 1 CT series, 1 "
-        "radiograph); other anatomies, scanners and contrasts are out of distribution.",
+        "- Trained on a shared 2-core CPU (no GPU): a GPU run of the same recipe "
+        "(hundreds of thousands of patches instead of tens of thousands) would be better.",
+        "- Small training data (spine MRI of 26 subjects, 2 BraTS patients, one subject each of "
+        "child T1, PD/TOF and cardiac MRI, 2 CT series, 2 radiographs); other anatomies, "
+        "scanners and contrasts are out of distribution.",
         "- Not evaluated for any diagnostic task.",
         "",
         WARNING,

@@ -89,3 +89,24 @@ def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
     broken.write_bytes(b"not an onnx file")
     with pytest.raises(CheckpointError, match="not a readable ONNX"):
         load_model(broken)
+
+
+def test_openvino_engine_matches_pytorch_on_odd_sizes_and_a_fused_span(small_conv, tmp_path):
+    pytest.importorskip("openvino")
+    model = wrap_module(small_conv(scale=2))
+    reference = get_runner(model, device="cpu")
+    ov = get_runner(model, engine="openvino", device="cpu", threads=1)
+    assert ov.engine == "openvino" and "openvino" in ov.description
+    for shape in ((2, 1, 21, 18), (1, 1, 16, 40)):  # new shapes after the first call
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(shape[-1]))
+        torch.testing.assert_close(ov(x), reference(x), atol=1e-4, rtol=0)
+    torch.manual_seed(0)
+    span = models.build_generator("span", {"scale": 2, "num_features": 8, "num_blocks": 2})
+    folder = models.save(span, tmp_path / "span", metadata={"normalisation": {"method": "minmax"}})
+    loaded = load_model(folder)  # deployed: Conv3XC fused
+    x = torch.rand(1, 1, 19, 23, generator=torch.Generator().manual_seed(1))
+    out = get_runner(loaded, engine="openvino", device="cpu")(x)
+    torch.testing.assert_close(out, get_runner(loaded, device="cpu")(x), atol=1e-4, rtol=0)
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CPU"):
+            get_runner(model, engine="openvino", device="cuda")

@@ -46,7 +46,7 @@ DEFAULT_OVERLAP = 16
 PIXELS_PER_CALL = BATCH_TILE * BATCH_TILE
 """Input pixels per model call when the batch size is automatic (CPU; 8x on a GPU)."""
 
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("torch", "onnxruntime", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 AXES = ("in-plane", "through-plane")

@@ -167,8 +167,9 @@ def get_runner(
 ) -> Runner:
     """A runner for ``model`` (cached on it by these options).
 
-    ``engine``: ``"torch"`` or ``"onnxruntime"`` (default: the model's own; a PyTorch model
-    asked to run on ONNX Runtime is exported in memory first). ``threads``: CPU threads
+    ``engine``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (default: the model's own; a
+    PyTorch model asked to run on ONNX Runtime or OpenVINO is exported to ONNX in memory
+    first). ``threads``: CPU threads
     (default: PyTorch's / ONNX Runtime's own choice, one per physical core).
     """
     engine = engine or model.engine
@@ -201,9 +202,11 @@ def _build_runner(
             )
         return _torch_runner(model, dev, precision, channels_last, compile, threads)
     if precision != "fp32":
-        raise ConfigError("the onnxruntime engine runs fp32 models only; use --engine torch")
+        raise ConfigError(f"the {engine} engine runs fp32 models only; use --engine torch")
     if channels_last or compile:
         logger.warning("--channels-last and --compile apply to the torch engine only")
+    if engine == "openvino":
+        return _openvino_runner(model, dev, threads)
     return _onnx_runner(model, dev, threads)
 
 
@@ -319,4 +322,66 @@ def _onnx_runner(model: SRModel, device: torch.device, threads: int | None) -> R
         precision="fp32",
         engine="onnxruntime",
         description=f"onnxruntime ({providers[0]})",
+    )
+
+
+def _pad_to(x: Tensor, multiple: int) -> tuple[Tensor, int, int]:
+    """Pad the bottom/right of ``x`` to a multiple (reflect, or replicate when too small)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, h, w
+
+
+def _openvino_runner(model: SRModel, device: torch.device, threads: int | None) -> Runner:
+    """OpenVINO on the CPU, from the model's ONNX form (exported in memory for a PyTorch
+    model). The compiled model keeps dynamic height and width; OpenVINO re-plans each new
+    input shape once and caches it."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ConfigError(
+            "the openvino engine needs openvino: pip install 'medsr[openvino]'"
+        ) from None
+    if device.type != "cpu":
+        raise ConfigError("the openvino engine runs on the CPU here; use --device cpu")
+    data = model.onnx
+    if data is None:
+        from medsr.infer.export import export_onnx_bytes
+
+        data = export_onnx_bytes(model)
+    core = ov.Core()
+    # f32 explicitly: on CPUs with bf16 units OpenVINO would otherwise compute in bf16
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = core.compile_model(core.read_model(data), "CPU", config)
+    except Exception as error:  # OpenVINO raises its own exception types
+        raise InferenceError(f"{model.name}: OpenVINO cannot load the model ({error})") from error
+    request = compiled.create_infer_request()
+    multiple = model.size_multiple
+
+    def fn(x: Tensor) -> Tensor:
+        xp, h, w = _pad_to(x, multiple)
+        try:
+            result = request.infer({0: xp.contiguous().numpy()})
+        except Exception as error:  # OpenVINO's errors are not typed in Python
+            if "alloc" in str(error).lower() or "memory" in str(error).lower():
+                raise RuntimeError(f"out of memory: {error}") from error
+            raise InferenceError(f"{model.name}: OpenVINO failed ({error})") from error
+        out = torch.from_numpy(next(iter(result.values())).copy())
+        s = model.scale
+        return out[..., : h * s, : w * s].contiguous()
+
+    return Runner(
+        fn=fn,
+        scale=model.scale,
+        out_channels=model.out_channels,
+        device=device,
+        precision="fp32",
+        engine="openvino",
+        description="openvino (CPU)",
     )
