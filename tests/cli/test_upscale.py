@@ -280,9 +280,7 @@ def test_overwrite_replaces_only_earlier_medsr_outputs(small_png, tmp_path, caps
     assert mine.stat().st_mtime_ns != first and read(mine).array.shape == (192, 192)
 
 
-def test_inputs_that_would_write_one_output_are_refused_before_writing(
-    small_png, tmp_path, capsys
-):
+def test_inputs_that_would_write_one_output_are_refused_before_writing(small_png, tmp_path, capsys):
     with PILImage.open(small_png) as im:
         im.convert("L").save(small_png.with_suffix(".jpg"))  # xray.png and xray.jpg -> xray.png
     out = tmp_path / "out"

@@ -393,9 +393,7 @@ def test_two_series_with_one_number_get_their_own_stable_outputs(dicom_file, tmp
     assert {uid: read(out / name).array.shape for uid, name in runs["out"].items()} == shapes
 
 
-def test_an_old_manifest_listing_one_output_for_two_inputs_is_redone(
-    dicom_file, tmp_path, capsys
-):
+def test_an_old_manifest_listing_one_output_for_two_inputs_is_redone(dicom_file, tmp_path, capsys):
     """medsr before issue 15 wrote both series to two/series-1.dcm and listed both as ok at
     that path: a resume must redo them (into their own names), not skip them."""
     folder = tmp_path / "archive" / "two"

@@ -283,7 +283,9 @@ def named_output_format(out: Path) -> str | None:
     return fmt
 
 
-def output_format(job: Job, args: argparse.Namespace, out: Path, single: bool, image=None):
+def output_format(
+    job: Job, args: argparse.Namespace, out: Path, single: bool, image: Image | None = None
+) -> str | None:
     """The output format of ``job``: OUT's suffix for a single input written to a file (it
     must agree with ``--format``), else ``--format``, else the input's (from ``image`` when
     read, else from the input's name or content; None when that is unknown)."""
