@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 
@@ -361,3 +362,21 @@ def test_outputs_get_the_mode_the_umask_gives(ct_series, small_png, dicom_file, 
     assert len(files) == 3 + 1 + 1 + 1  # 3 slices, the PNG, MR_small.dcm and the list
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_two_series_with_one_number_in_one_folder_get_their_own_outputs(dicom_file, tmp_path):
+    """CT_small.dcm and MR_small.dcm both have SeriesNumber 1 (issue 15)."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(dicom_file(name), folder / name)
+    out = tmp_path / "out"
+    args = ["upscale", str(folder), "-o", str(out), "--model", "nearest"]
+    assert main(args) == 0
+    names = sorted(p.name for p in (out / "two").iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r"series-1-[0-9a-f]{8}\.dcm", n) for n in names)
+    shapes = {n: read(out / "two" / n).array.shape for n in names}
+    assert sorted(shapes.values()) == [(128, 128), (256, 256)]
+    assert main([*args, "--overwrite"]) == 0  # each replaced by its own series' result
+    assert sorted(p.name for p in (out / "two").iterdir()) == names
+    assert {n: read(out / "two" / n).array.shape for n in names} == shapes
