@@ -7,6 +7,9 @@ input per series when it holds several); any other folder is searched recursivel
 tree is mirrored under OUT. A failed input is reported and the others still run; the exit
 status is 1 if any failed. A folder tree, a ``--list`` file or a ``torchrun`` launch runs in
 batch mode (:mod:`medsr.infer.batch`: sharded, resumable, with a manifest; docs/batch.md).
+Before any input is read, :func:`check_outputs` refuses outputs that are, hold or lie inside
+an input, two inputs with one output and an OUT that cannot be written; ``--overwrite``
+replaces only medsr's own earlier outputs (:mod:`medsr.infer.outputs`).
 """
 
 from __future__ import annotations

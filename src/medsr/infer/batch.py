@@ -14,7 +14,10 @@ input, super-resolve it, write its output under ``staging``) over many inputs:
   rank 0 merges the parts and any earlier manifest into ``manifest.csv`` (one row per input,
   sorted; ``manifest.parquet`` too when pyarrow is installed).
 - **Resume**: a re-run skips inputs whose manifest row says ``ok`` (same settings) and whose
-  output exists, so a kill loses at most the inputs in flight. Failed inputs are retried once
+  output exists, so a kill loses at most the inputs in flight. An output in place is only
+  ever replaced when medsr wrote it (listed in ``OUT/.medsr-outputs``, see
+  :mod:`medsr.infer.outputs`, or in an earlier manifest) and no earlier manifest gives it to
+  another input. Failed inputs are retried once
   at the end of the pass, then recorded as ``failed``; they never stop the others, and a
   re-run tries them again.
 - **Throughput**: :class:`BatchReport` holds inputs/s and slices/s per process and overall.
@@ -483,8 +486,10 @@ def run_batch(
         on_plan: called on every rank with ``(pending, skipped)`` before processing.
 
     An output that already exists is replaced when an earlier run's manifest is there (it is
-    a leftover of a killed run) or with ``overwrite``; in a fresh run it is an error for
-    that input, so a first run never silently replaces files it did not make.
+    a leftover of a killed run) or with ``overwrite``, and then only if medsr wrote it (it is
+    listed in ``out/.medsr-outputs`` or an earlier manifest) and it is not another input's
+    output; otherwise, and always in a fresh run, it is an error for that input. A run never
+    replaces files it did not make.
     """
     from medsr.train.ddp import DistInfo, barrier, broadcast_object, gather_objects
 
