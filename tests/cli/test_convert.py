@@ -46,3 +46,19 @@ def test_convert_round_trips_values(dicom_file, tmp_path, suffix):
         np.testing.assert_array_equal(back.array - 1024, source.array)
     else:
         np.testing.assert_array_equal(back.array, source.array)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".dcm"])
+def test_an_unwritable_folder_is_named_with_its_cause(
+    dicom_file, tmp_path, capsys, monkeypatch, suffix
+):
+    import tempfile
+
+    def refuse(*args, **kwargs):  # what a read-only folder answers
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    target = tmp_path / "out" / f"x{suffix}"
+    assert main(["convert", str(dicom_file("CT_small.dcm")), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert str(target) in err and "Permission denied" in err and "bug" not in err

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -68,7 +71,7 @@ def test_nifti_keeps_a_rescaled_affine(tmp_path):
     out = tmp_path / "out"
     mri = samples.path("brain-mri")
     assert main(["upscale", str(mri), "-o", str(out), "--scale", "3", "--model", "bicubic"]) == 0
-    (written,) = out.iterdir()
+    (written,) = (p for p in out.iterdir() if not p.name.startswith("."))  # not the list
     assert written.name == "brain-mri-flair.nii.gz"
     before, after = nib.load(mri), nib.load(written)
     assert after.shape[:2] == (720, 720)
@@ -215,3 +218,165 @@ def test_upscale_prints_no_identifiers(dicom_file, tmp_path, capsys, caplog):
     assert main(args) == 1
     captured = capsys.readouterr()
     assert_clean(captured.out + captured.err + caplog.text)
+
+
+# -- where outputs may go (issue 15: inputs never lost, --overwrite only over medsr's outputs) --
+def _snapshot(folder) -> dict[str, bytes]:
+    paths = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p): p.read_bytes() for p in paths}
+
+
+@pytest.mark.parametrize(
+    "case", ["series-into-parent", "file-onto-itself", "file-into-its-folder", "inside-series"]
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_over_or_inside_an_input_is_refused(
+    ct_series, dicom_file, tmp_path, capsys, case, overwrite
+):
+    single = tmp_path / "self.dcm"
+    shutil.copy(dicom_file("MR_small.dcm"), single)
+    source, out = {
+        "series-into-parent": (ct_series, ct_series.parent),  # par/good_series -o par
+        "file-onto-itself": (single, single),  # self.dcm -o self.dcm
+        "file-into-its-folder": (single, tmp_path),  # self.dcm -o . (OUT/self.dcm)
+        "inside-series": (ct_series, ct_series / "sr"),  # the output inside the input
+    }[case]
+    before = _snapshot(source)
+    args = ["upscale", str(source), "-o", str(out), "--model", "nearest"]
+    assert main(args + (["--overwrite"] if overwrite else [])) == 2
+    err = capsys.readouterr().err
+    assert "never writes over or into its inputs" in err and str(source) in err
+    assert _snapshot(source) == before
+    assert not (ct_series / "sr").exists()
+
+
+def test_a_tree_and_self_supervised_refuse_outputs_inside_their_inputs(
+    ct_series, dicom_file, tmp_path, capsys
+):
+    tree = ct_series.parent  # in/ holds the series ct/
+    before = _snapshot(tree)
+    assert main(["upscale", str(tree), "-o", str(tree / "sr"), "--model", "nearest"]) == 2
+    assert "lies inside the input" in capsys.readouterr().err
+    args = ["upscale", str(ct_series), "-o", str(tree), "--self-supervised", "--axis", "0"]
+    assert main([*args, "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert _snapshot(tree) == before
+
+
+def test_overwrite_replaces_only_earlier_medsr_outputs(small_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "xray.png"  # a file of the user's at the output's place
+    mine.write_bytes(b"not written by medsr")
+    args = ["upscale", str(small_png), "-o", str(out), "--model", "nearest"]
+    assert main([*args, "--overwrite"]) == 1
+    assert "not an earlier medsr output" in capsys.readouterr().err
+    assert mine.read_bytes() == b"not written by medsr"
+    mine.unlink()
+    assert main(args) == 0  # medsr's own output: listed in OUT/.medsr-outputs
+    assert main(args) == 1  # still refused without --overwrite
+    assert "already exists" in capsys.readouterr().err
+    first = mine.stat().st_mtime_ns
+    assert main([*args, "--overwrite"]) == 0
+    assert mine.stat().st_mtime_ns != first and read(mine).array.shape == (192, 192)
+
+
+def test_inputs_that_would_write_one_output_are_refused_before_writing(small_png, tmp_path, capsys):
+    with PILImage.open(small_png) as im:
+        im.convert("L").save(small_png.with_suffix(".jpg"))  # xray.png and xray.jpg -> xray.png
+    out = tmp_path / "out"
+    args = ["upscale", str(small_png), str(small_png.with_suffix(".jpg")), "-o", str(out)]
+    assert main([*args, "--model", "nearest"]) == 2
+    assert "would write the same output" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("e5.png", "png"), ("x.nii.gz", "nifti"), ("x.tif", "tiff")]
+)
+def test_an_output_file_name_sets_the_format(dicom_file, tmp_path, name, fmt):
+    target = tmp_path / "out" / name
+    args = ["upscale", str(dicom_file("MR_small.dcm")), "-o", str(target), "--model", "nearest"]
+    assert main(args) == 0
+    assert target.is_file()  # a file in the format its name says, not a folder of DICOM
+    image = read(target)
+    assert image.source.format == fmt and image.array.shape == (128, 128)
+
+
+def test_an_output_file_name_medsr_cannot_honour_is_refused(dicom_file, tmp_path, capsys):
+    source = str(dicom_file("MR_small.dcm"))
+    assert main(["upscale", source, "-o", str(tmp_path / "x.jpg"), "--model", "nearest"]) == 2
+    assert "does not write .jpg" in capsys.readouterr().err
+    args = ["upscale", source, "-o", str(tmp_path / "x.png"), "--format", "dicom"]
+    assert main([*args, "--model", "nearest"]) == 2
+    assert "names a png file but --format is dicom" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_output_folder_is_named_with_its_cause(
+    small_png, tmp_path, capsys, monkeypatch
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = ["upscale", str(small_png), "--model", "nearest", "-o"]
+    assert main([*args, str(blocker / "out")]) == 2
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+
+    import tempfile
+
+    def refuse(*a, **k):  # what a read-only folder, a full quota or an ACL answers
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "out"
+    assert main([*args, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write here" in err and "Permission denied" in err
+    assert "bug" not in err
+    assert main(["upscale", str(small_png.parent), "-o", str(out), "--model", "nearest"]) == 2
+    assert f"{out}: cannot write here" in capsys.readouterr().err  # batch mode too
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anyway")
+def test_a_read_only_output_folder_is_refused(small_png, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o555)
+    try:
+        assert main(["upscale", str(small_png), "-o", str(out), "--model", "nearest"]) == 2
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write here" in err and "Permission denied" in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_mode_the_umask_gives(ct_series, small_png, dicom_file, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "out"
+        args = [str(ct_series), str(small_png), str(dicom_file("MR_small.dcm"))]
+        assert main(["upscale", *args, "-o", str(out), "--model", "nearest"]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) == 3 + 1 + 1 + 1  # 3 slices, the PNG, MR_small.dcm and the list
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_two_series_with_one_number_in_one_folder_get_their_own_outputs(dicom_file, tmp_path):
+    """CT_small.dcm and MR_small.dcm both have SeriesNumber 1 (issue 15)."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(dicom_file(name), folder / name)
+    out = tmp_path / "out"
+    args = ["upscale", str(folder), "-o", str(out), "--model", "nearest"]
+    assert main(args) == 0
+    names = sorted(p.name for p in (out / "two").iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r"series-1-[0-9a-f]{8}\.dcm", n) for n in names)
+    shapes = {n: read(out / "two" / n).array.shape for n in names}
+    assert sorted(shapes.values()) == [(128, 128), (256, 256)]
+    assert main([*args, "--overwrite"]) == 0  # each replaced by its own series' result
+    assert sorted(p.name for p in (out / "two").iterdir()) == names
+    assert {n: read(out / "two" / n).array.shape for n in names} == shapes

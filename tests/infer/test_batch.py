@@ -163,7 +163,13 @@ def test_a_fresh_run_does_not_replace_files_it_did_not_make(tree, tmp_path, caps
     assert "already exists" in capsys.readouterr().err
     assert read(out / "a.png").array.shape == (64, 64)
     assert read(out / "b.png").array.shape == (120, 96)  # the others go on
+    # --overwrite replaces only medsr's own outputs: this a.png is not one of them
+    assert main([*args, "--overwrite"]) == 1
+    assert "not an earlier medsr output" in capsys.readouterr().err
+    assert read(out / "a.png").array.shape == (64, 64)
+    (out / "a.png").unlink()
     assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--overwrite"]) == 0  # now it is medsr's: replaced
     assert read(out / "a.png").array.shape == (128, 128)
 
 
@@ -357,3 +363,92 @@ def test_the_manifest_has_a_parquet_copy_when_pyarrow_is_installed(tree, tmp_pat
     assert len(table) == len(rows) == 2
     assert [r["input"] for r in table] == [r["input"] for r in rows]
     assert [r["status"] for r in table] == ["ok", "ok"]
+
+
+# -- output names and ownership (issue 15) ---------------------------------------------------------
+def test_two_series_with_one_number_get_their_own_stable_outputs(dicom_file, tmp_path, capsys):
+    """CT_small and MR_small both have SeriesNumber 1: one folder, two series, two outputs
+    named by number and a hash of the UID, the same in every run; a resume keeps both."""
+    folder = tmp_path / "archive" / "two"
+    folder.mkdir(parents=True)
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(dicom_file(name), folder / name)
+    runs = {}
+    for run in ("out", "again"):
+        out = tmp_path / run
+        args = ["upscale", str(tmp_path / "archive"), "-o", str(out), "--model", "nearest"]
+        assert main(args) == 0
+        rows = rows_of(out / "manifest.csv")
+        assert [r["status"] for r in rows] == ["ok", "ok"]
+        runs[run] = {r["series_uid"]: r["output"] for r in rows}
+    outputs = sorted(runs["out"].values())
+    assert runs["out"] == runs["again"]  # stable
+    assert len(set(outputs)) == 2 and all(o.startswith("two/series-1-") for o in outputs)
+    out = tmp_path / "out"
+    shapes = {uid: read(out / name).array.shape for uid, name in runs["out"].items()}
+    assert sorted(shapes.values()) == [(128, 128), (256, 256)]
+    capsys.readouterr()
+    assert main(["upscale", str(tmp_path / "archive"), "-o", str(out), "--model", "nearest"]) == 0
+    assert "2 input(s) already done, 0 to do" in capsys.readouterr().out
+    assert {uid: read(out / name).array.shape for uid, name in runs["out"].items()} == shapes
+
+
+def test_an_old_manifest_listing_one_output_for_two_inputs_is_redone(dicom_file, tmp_path, capsys):
+    """medsr before issue 15 wrote both series to two/series-1.dcm and listed both as ok at
+    that path: a resume must redo them (into their own names), not skip them."""
+    folder = tmp_path / "archive" / "two"
+    folder.mkdir(parents=True)
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(dicom_file(name), folder / name)
+    out = tmp_path / "out"
+    args = ["upscale", str(tmp_path / "archive"), "-o", str(out), "--model", "nearest"]
+    assert main(args) == 0
+    rows = rows_of(out / "manifest.csv")
+    shared = out / "two" / "series-1.dcm"
+    shutil.copy(out / rows[1]["output"], shared)
+    for row in rows:
+        (out / row["output"]).unlink()
+        row["output"] = "two/series-1.dcm"
+    with (out / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 of 2 inputs upscaled" in capsys.readouterr().out
+    rows = rows_of(out / "manifest.csv")
+    assert len({r["output"] for r in rows}) == 2 and "two/series-1.dcm" not in rows[0]["output"]
+
+
+def test_a_resume_never_writes_over_another_inputs_output(tree, tmp_path):
+    """An earlier manifest says x.png is a.png's output; b.png, whose output would be x.png
+    too, fails instead of replacing it."""
+    out = tmp_path / "out"
+
+    def copy_to_x(item: BatchItem, staging: Path) -> ItemResult:
+        image = read(item.path)
+        target = staging / "x.png"
+        write(image, target)
+        return ItemResult(output=target, input_shape=image.array.shape)
+
+    a, b = (BatchItem(tree / "xray" / n, Path("x")) for n in ("a.png", "b.png"))
+    assert run_batch([a], copy_to_x, out=out, settings="copy").ok == 1
+    before = (out / "x.png").read_bytes()
+    report = run_batch([b], copy_to_x, out=out, settings="copy", retries=0)
+    assert report.failed == 1 and "is the output of another input" in report.failures[0][1]
+    assert (out / "x.png").read_bytes() == before
+    rows = {Path(r["input"]).name: r for r in rows_of(out / "manifest.csv")}
+    assert rows["a.png"]["status"] == "ok" and rows["b.png"]["status"] == "failed"
+
+
+def test_batch_inputs_writing_one_output_are_refused_before_anything_is_written(
+    tree, tmp_path, capsys
+):
+    with PILImage.open(tree / "xray" / "a.png") as im:
+        im.save(tree / "xray" / "a.tif")
+        im.convert("L").save(tree / "xray" / "a.jpg")  # a.png and a.jpg both give a.png
+    out = tmp_path / "out"
+    assert main(["upscale", str(tree), "-o", str(out), "--model", "nearest"]) == 2
+    err = capsys.readouterr().err
+    assert "would write the same output" in err and "a.jpg" in err and "a.tif" not in err
+    assert not out.exists() or not any(out.rglob("*.*"))

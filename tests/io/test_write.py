@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 
 import nibabel as nib
@@ -218,3 +220,26 @@ def test_nifti_to_dicom_and_back_keeps_geometry(tmp_path):
     np.testing.assert_allclose(back.array, source.array, atol=span / 65535)
     write(back, tmp_path / "back.nii.gz")
     np.testing.assert_allclose(nib.load(tmp_path / "back.nii.gz").affine, affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    """Not mkstemp's 0600: colleagues on a shared server read outputs as any other file."""
+    image = Image(np.arange(64, dtype=np.float32).reshape(8, 8), spacing=(1.0, 1.0))
+    volume = Image(np.zeros((2, 8, 8), np.float32), spacing=(2.0, 1.0, 1.0))
+    old = os.umask(umask)
+    try:
+        written = [
+            *write(image, tmp_path / "a.png"),
+            *write(image, tmp_path / "a.tif"),
+            *write(image, tmp_path / "a.nii.gz"),
+            *write(image, tmp_path / "a.npy"),
+            *write(image, tmp_path / "a.npz"),
+            *write(image, tmp_path / "a.dcm"),
+            *write(volume, tmp_path / "series"),
+        ]
+    finally:
+        os.umask(old)
+    assert len(written) == 8
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path

@@ -4,6 +4,8 @@ third-party (ESRGAN / Real-ESRGAN) weights."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -225,3 +227,21 @@ def test_non_esrgan_weights_are_refused(tmp_path):
 def test_medsr_checkpoint_of_a_table_rrdbnet(tmp_path):
     model = build_generator("rrdbnet", {"num_features": 8, "num_blocks": 1, "growth": 4})
     assert torch.equal(load(save(model, tmp_path / "r")).conv_first.weight, model.conv_first.weight)
+
+
+def test_a_save_removes_what_a_killed_save_left_and_honours_the_umask(tiny_generator, tmp_path):
+    folder = tmp_path / "best"
+    folder.mkdir()
+    stale = [folder / ".model.safetensors.k2j4h6_x.tmp", folder / ".config.json.abcdef12.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    kept = folder / "notes.tmp"  # not a temporary file of medsr's
+    kept.write_text("mine")
+    old = os.umask(0o002)
+    try:
+        save(tiny_generator("srcnn"), folder)
+    finally:
+        os.umask(old)
+    assert not any(path.exists() for path in stale) and kept.exists()
+    for name in ("model.safetensors", "config.json"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o664

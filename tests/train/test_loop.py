@@ -278,3 +278,23 @@ def test_inference_reads_the_checkpoint_metadata(tmp_path):
     assert model.scale == 2 and model.in_channels == 1
     assert model.normalisation.method == "auto" and model.normalisation.clip is False
     assert model.degradation.to_config()[0]["name"] == "bicubic"
+
+
+def test_resume_removes_the_temporary_files_of_killed_writes(tmp_path):
+    config = parse_config(tiny_config(**{"train.stop_after": 1}))
+    train(config, out_dir=tmp_path, **datasets())
+    # what a SIGKILL in the middle of writes leaves (old-stage/ is not written again)
+    (tmp_path / "checkpoints" / "old-stage").mkdir()
+    stale = [
+        tmp_path / "checkpoints" / "best" / ".model.safetensors.q1w2e3r4.tmp",
+        tmp_path / "checkpoints" / "old-stage" / ".model.safetensors.a1b2c3d4.tmp",
+        tmp_path / "checkpoints" / "old-stage" / ".config.json.zz99yy88.tmp",
+        tmp_path / "state" / ".last.pt.k9l8m7n6.tmp",
+    ]
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\0" * 100)
+    kept = tmp_path / "checkpoints" / "old-stage" / "notes.txt"
+    kept.write_text("mine")
+    assert train(parse_config(tiny_config()), out_dir=tmp_path, resume=True, **datasets()).finished
+    assert [path for path in stale if path.exists()] == [] and kept.exists()

@@ -63,3 +63,12 @@ def test_rng_capture_restores_every_generator(tmp_path):
     second = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], second[0])
     assert np.array_equal(first[1], second[1]) and first[2] == second[2]
+
+
+def test_a_save_removes_the_temporary_files_of_a_killed_save(tmp_path):
+    path = tmp_path / "state" / "last.pt"
+    path.parent.mkdir()
+    stale = path.parent / ".last.pt.x1y2z3w4.tmp"
+    stale.write_bytes(b"torn")
+    st.save_state({"global_step": 1}, path)
+    assert not stale.exists() and st.load_state(path)["global_step"] == 1

@@ -81,7 +81,14 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     """Run ``medsr upscale --self-supervised`` over the inputs; 1 if any failed."""
 
     from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.upscale import discover, output_target, progress_bar
+    from medsr.cli.upscale import (
+        check_outputs,
+        discover,
+        output_root,
+        output_target,
+        progress_bar,
+    )
+    from medsr.infer.outputs import OutputLedger
     from medsr.infer.selfsup import self_supervised_upscale
     from medsr.infer.upscale import fit_to_output
 
@@ -96,6 +103,8 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     if not jobs:
         raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
     out = Path(args.output)
+    check_outputs(jobs, args, out, [Path(p) for p in args.inputs])
+    ledger = OutputLedger(output_root(out, len(jobs) == 1))
     state = deidentification_state(args)
     for path in skipped:
         print(f"skipped {path} (not an image)")
@@ -111,7 +120,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             try:
                 image = read(job.path, series_uid=job.series_uid)
-                fmt, target = output_target(job, image, args, out, len(jobs) == 1)
+                fmt, target = output_target(job, image, args, out, len(jobs) == 1, None, ledger)
                 result = self_supervised_upscale(
                     image,
                     axis=args.axis,
@@ -126,6 +135,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
                 )
                 output, clipped = fit_to_output(result.image, fmt)
                 acq = result.acquisition
+                ledger.record(target)  # before writing: a killed write leaves a listed output
                 written = write(
                     output,
                     target,

@@ -7,6 +7,9 @@ input per series when it holds several); any other folder is searched recursivel
 tree is mirrored under OUT. A failed input is reported and the others still run; the exit
 status is 1 if any failed. A folder tree, a ``--list`` file or a ``torchrun`` launch runs in
 batch mode (:mod:`medsr.infer.batch`: sharded, resumable, with a manifest; docs/batch.md).
+Before any input is read, :func:`check_outputs` refuses outputs that are, hold or lie inside
+an input, two inputs with one output and an OUT that cannot be written; ``--overwrite``
+replaces only medsr's own earlier outputs (:mod:`medsr.infer.outputs`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from medsr.infer.defaults import (
     PRECISIONS,
     default_model,
 )
+from medsr.infer.outputs import OutputLedger
 from medsr.io import WRITABLE, read, write
 from medsr.io.image import Image
 from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
@@ -90,7 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="OUT",
         help="output folder (the inputs' names or relative tree are kept under it); with a "
-        "single input, a file name with a suffix (.png, .nii.gz, .dcm...) is used as is",
+        "single input, a file name with an image suffix (.dcm, .nii, .nii.gz, .png, .tif, .npy, "
+        ".npz) is the output file, in the format its suffix names. Never an input, inside one "
+        "or holding one",
     )
     p.add_argument(
         "--model",
@@ -155,7 +161,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="torch or onnxruntime (default: torch; onnxruntime for .onnx models)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace earlier outputs of medsr (those listed in OUT/.medsr-outputs or an "
+        "earlier batch manifest); other existing files are never replaced",
+    )
     add_deidentify_arguments(p)
     add_batch_arguments(p)
     add_self_supervised_arguments(p)
@@ -201,18 +212,29 @@ def _is_image_file(path: Path) -> bool:
         return False
 
 
+def series_output_name(number: object, series_uid: str) -> str:
+    """The output name of one series of a folder holding several: ``series-<number>-<hash>``
+    (``series-<hash>`` without a SeriesNumber). The hash, 8 hex digits of the SHA-256 of the
+    SeriesInstanceUID, keeps two series with one number apart and stays the same from run to
+    run (it does not reveal the UID)."""
+    import hashlib
+
+    digest = hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:8]
+    text = str(number).strip() if number is not None else ""
+    safe = "".join(c for c in text if c.isalnum() or c in "+-")
+    return f"series-{safe}-{digest}" if safe else f"series-{digest}"
+
+
 def _series_jobs(folder: Path, stem: Path, dicom_files: list[Path]) -> list[Job]:
     from medsr.io.dicom import list_series
 
     groups = list_series(dicom_files)
     if len(groups) <= 1:
         return [Job(folder, stem)]
-    jobs = []
-    for k, (uid, members) in enumerate(sorted(groups.items()), start=1):
-        number = members[0][1].get("SeriesNumber")
-        name = f"series-{number}" if number not in (None, "") else f"series-{k}"
-        jobs.append(Job(folder, stem / name, series_uid=uid))
-    return jobs
+    return [
+        Job(folder, stem / series_output_name(members[0][1].get("SeriesNumber"), uid), uid)
+        for uid, members in sorted(groups.items())
+    ]
 
 
 def discover(paths: list[str]) -> tuple[list[Job], list[str]]:
@@ -249,9 +271,58 @@ def discover(paths: list[str]) -> tuple[list[Job], list[str]]:
     return jobs, skipped
 
 
+def named_output_format(out: Path) -> str | None:
+    """The format OUT's own name asks for when it is an output *file* (a single input):
+    ``x.png`` -> png, ``x.nii.gz`` -> nifti, ``x.dcm`` -> dicom; None for a folder (no image
+    suffix, or an existing folder). Image suffixes medsr reads but does not write (``.jpg``,
+    ``.mat``) are refused rather than taken for a folder name."""
+    suffix = suffix_of(out)
+    if suffix not in SUFFIX_FORMATS or out.is_dir():
+        return None
+    fmt = SUFFIX_FORMATS[suffix]
+    if fmt not in WRITABLE:
+        raise ConfigError(
+            f"OUT {out}: medsr does not write {suffix} files; name an output file "
+            f"{', '.join(sorted(dict.fromkeys(SUFFIXES.values())))} (or a folder)"
+        )
+    return fmt
+
+
+def output_format(
+    job: Job, args: argparse.Namespace, out: Path, single: bool, image: Image | None = None
+) -> str | None:
+    """The output format of ``job``: OUT's suffix for a single input written to a file (it
+    must agree with ``--format``), else ``--format``, else the input's (from ``image`` when
+    read, else from the input's name or content; None when that is unknown)."""
+    named = named_output_format(out) if single else None
+    if named is not None:
+        if args.format is not None and args.format != named:
+            raise ConfigError(
+                f"OUT {out} names a {named} file but --format is {args.format}; "
+                "give one or make them agree"
+            )
+        return named
+    if args.format is not None:
+        return args.format
+    if image is not None:
+        source_format = image.source.format if image.source is not None else "npy"
+    elif job.path.is_dir():
+        source_format = "dicom"
+    else:
+        source_format = SUFFIX_FORMATS.get(suffix_of(job.path))
+        if source_format is None:
+            try:
+                source_format = sniff(job.path)
+            except OSError:
+                return None
+        if source_format is None:
+            return None
+    return OUTPUT_FORMATS.get(source_format, "npz")
+
+
 def output_path(job: Job, image: Image, out: Path, fmt: str, single: bool) -> Path:
     """Where ``job``'s output goes: a file, or a folder for a DICOM series."""
-    if single and suffix_of(out) and not out.is_dir():
+    if single and named_output_format(out) is not None:
         return out
     base = out / job.stem
     if fmt == "dicom":
@@ -344,6 +415,8 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
     out = Path(args.output)
+    check_outputs(jobs, args, out, [Path(p) for p in args.inputs])
+    ledger = OutputLedger(output_root(out, len(jobs) == 1))
     state = deidentification_state(args)
     print(f"model: {_describe_model(model)}; {runner.description}")
     for path in skipped:
@@ -360,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
             def report(done: int, total: int, task=task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            outcome = _process(job, model, args, out, len(jobs) == 1, state, report, used)
+            outcome = _process(job, model, args, out, len(jobs) == 1, state, report, used, ledger)
             progress.remove_task(task)
             progress.advance(overall)
             outcomes.append(outcome)
@@ -384,23 +457,69 @@ def output_target(
     out: Path,
     single: bool,
     used: set[Path] | None = None,
+    ledger: OutputLedger | None = None,
 ) -> tuple[str, Path]:
-    """The output format (``--format``, else the input's) and path of ``job``; refuses a
-    path another input of this run already took (``used``) and, without ``--overwrite``, one
-    that exists."""
-    source_format = image.source.format if image.source is not None else "npy"
-    fmt = args.format or OUTPUT_FORMATS.get(source_format, "npz")
+    """The output format (see :func:`output_format`) and path of ``job``; refuses a path
+    another input of this run already took (``used``) and one that exists, unless
+    ``--overwrite`` is given and ``ledger`` lists it as an earlier medsr output."""
+    from medsr.infer.outputs import refuse_replacing
+
+    fmt = output_format(job, args, out, single, image)
+    assert fmt is not None
     target = output_path(job, image, out, fmt, single)
     if used is not None:
         if target in used:
             raise ConfigError(f"output {target} would be written twice (inputs with one name)")
         used.add(target)
-    if not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
+    if ledger is not None:
+        refuse_replacing(target, ledger, overwrite=args.overwrite)
+    elif not args.overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
         raise WriteError(target, "already exists (pass --overwrite to replace it)")
     return fmt, target
 
 
-def _process(job, model, args, out, single, state, report, used) -> Outcome:
+def output_root(out: Path, single: bool) -> Path:
+    """The folder that holds the outputs (and their list, ``.medsr-outputs``): OUT, or the
+    folder of OUT when a single input is written to the file OUT."""
+    return out.parent if single and named_output_format(out) is not None else out
+
+
+def check_outputs(
+    jobs: list[Job],
+    args: argparse.Namespace,
+    out: Path,
+    roots: list[Path] | None = None,
+    *,
+    single: bool | None = None,
+) -> None:
+    """Before anything is read or written: OUT can be written, no output would be, hold or
+    lie inside an input (``jobs`` and the folder ``roots`` they were found in), and no two
+    inputs would write one output. ``single`` (default: one job) lets OUT name the output
+    file; batch mode passes False. Raises ConfigError/WriteError (exit status 2)."""
+    from medsr.infer.outputs import (
+        candidate_outputs,
+        check_writable,
+        refuse_collisions,
+        refuse_overlaps,
+    )
+
+    single = len(jobs) == 1 if single is None else single
+    planned = {}
+    for job in jobs:  # an input given twice is one input (its label is the first one's)
+        key = (os.path.abspath(job.path), job.series_uid)
+        fmt = output_format(job, args, out, single)  # refuses an OUT/--format mismatch
+        if single and named_output_format(out) is not None:
+            paths = [out]
+        else:
+            paths = candidate_outputs(out / job.stem, fmt)
+        planned.setdefault(key, (job.label, paths))
+    inputs = [job.path for job in jobs] + list(roots or [])
+    refuse_overlaps(planned.values(), inputs)
+    refuse_collisions(planned.values())
+    check_writable(output_root(out, single))
+
+
+def _process(job, model, args, out, single, state, report, used, ledger=None) -> Outcome:
     from medsr.infer.upscale import fit_to_output, upscale_image
 
     outcome = Outcome(job)
@@ -408,7 +527,7 @@ def _process(job, model, args, out, single, state, report, used) -> Outcome:
     try:
         image = read(job.path, series_uid=job.series_uid)
         outcome.image = image
-        fmt, target = output_target(job, image, args, out, single, used)
+        fmt, target = output_target(job, image, args, out, single, used, ledger)
         result = upscale_image(
             image,
             model,
@@ -426,6 +545,8 @@ def _process(job, model, args, out, single, state, report, used) -> Outcome:
             progress=report,
         )
         output, outcome.clipped = fit_to_output(result.image, fmt)
+        if ledger is not None:
+            ledger.record(target)  # before writing: a killed write leaves a listed output
         written = write(
             output,
             target,
@@ -524,8 +645,10 @@ def _batch_items(args: argparse.Namespace, skipped: list[str]) -> list[BatchItem
 
     jobs, skip = discover(args.inputs) if args.inputs else ([], [])
     skipped.extend(skip)
+    roots = [Path(p) for p in args.inputs]
     if args.list:
         entries = read_list_file(args.list)
+        roots.extend(entries)
         root = common_root(entries)
         for entry in entries:
             tree = entry.is_dir() and not any(
@@ -538,6 +661,7 @@ def _batch_items(args: argparse.Namespace, skipped: list[str]) -> list[BatchItem
             jobs.extend(Job(j.path, prefix / j.stem, j.series_uid) for j in found)
     if not jobs:
         raise ConfigError(f"no image inputs found in {', '.join(args.inputs) or args.list}")
+    check_outputs(jobs, args, Path(args.output), roots, single=False)
     return [BatchItem(j.path, j.stem, j.series_uid) for j in jobs]
 
 

@@ -14,7 +14,10 @@ input, super-resolve it, write its output under ``staging``) over many inputs:
   rank 0 merges the parts and any earlier manifest into ``manifest.csv`` (one row per input,
   sorted; ``manifest.parquet`` too when pyarrow is installed).
 - **Resume**: a re-run skips inputs whose manifest row says ``ok`` (same settings) and whose
-  output exists, so a kill loses at most the inputs in flight. Failed inputs are retried once
+  output exists, so a kill loses at most the inputs in flight. An output in place is only
+  ever replaced when medsr wrote it (listed in ``OUT/.medsr-outputs``, see
+  :mod:`medsr.infer.outputs`, or in an earlier manifest) and no earlier manifest gives it to
+  another input. Failed inputs are retried once
   at the end of the pass, then recorded as ``failed``; they never stop the others, and a
   re-run tries them again.
 - **Throughput**: :class:`BatchReport` holds inputs/s and slices/s per process and overall.
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsr.errors import ConfigError, MedsrError, WriteError
+from medsr.infer.outputs import OutputLedger, not_an_output
 
 if TYPE_CHECKING:
     from medsr.train.ddp import DistInfo
@@ -341,6 +345,26 @@ def _exists(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
+def _check_replace(target: Path, item: BatchItem, plan: _Plan, ledger: OutputLedger) -> None:
+    """Refuse to put ``item``'s output at ``target`` over something that is there, unless it
+    may be replaced: this run replaces (a resume, or --overwrite), and ``target`` is an
+    earlier output of this very input (manifest) or one medsr listed in ``ledger``, and no
+    earlier manifest says it is another input's output."""
+    if not (target.is_symlink() or _exists(target)):
+        return
+    if not plan.replace:
+        raise WriteError(target, "already exists (pass --overwrite to replace it)")
+    owner = plan.owners.get(Path(os.path.relpath(target, ledger.root)).as_posix())
+    if owner is not None and owner != item.key:
+        raise WriteError(
+            target,
+            f"is the output of another input ({owner.split('#')[0]}) in this folder's "
+            "manifest; not replaced",
+        )
+    if owner is None and not ledger.lists(target):
+        raise WriteError(target, not_an_output(ledger))
+
+
 def _promote(staged: Path, target: Path) -> None:
     """Move a finished output into place (a rename within one file system)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +383,8 @@ class _Plan:
     replace: bool = False  # outputs already in place are leftovers (or --overwrite)
     total: int = 0
     error: str | None = None
+    # the outputs earlier runs' manifests list as done, and the input each belongs to
+    owners: dict[str, str] = field(default_factory=dict)
 
 
 def _plan(
@@ -376,34 +402,38 @@ def _plan(
     for stale in work.glob("tmp-*"):  # staging of killed runs
         shutil.rmtree(stale, ignore_errors=True)
     parts = sorted(work.glob("part-*.csv"))
+    earlier = [row for path in [manifest, *parts] for row in read_manifest(path)]
     if overwrite:
         for part in parts:
             part.unlink()
         manifest.unlink(missing_ok=True)
-        parts = []
     unique: dict[str, BatchItem] = {}
     for item in items:
         if item.key in unique:
             logger.warning("%s is given twice; it is done once", item.key)
         unique.setdefault(item.key, item)
     done: dict[str, dict[str, str]] = {}
-    for path in [manifest, *parts]:
-        for row in read_manifest(path):
-            if row["status"] != "ok":
-                done.pop(_row_key(row), None)
-                continue
-            if row["settings"] != settings:
-                raise ConfigError(
-                    f"{manifest.parent} holds outputs made with other settings "
-                    f"({row['settings']!r}, this run: {settings!r}); choose another output "
-                    "folder, or pass --overwrite to redo them all"
-                )
-            done[_row_key(row)] = row
+    for row in earlier:
+        if row["status"] != "ok":
+            done.pop(_row_key(row), None)
+            continue
+        if row["settings"] != settings and not overwrite:
+            raise ConfigError(
+                f"{manifest.parent} holds outputs made with other settings "
+                f"({row['settings']!r}, this run: {settings!r}); choose another output "
+                "folder, or pass --overwrite to redo them all"
+            )
+        done[_row_key(row)] = row
+    owners: dict[str, str] = {}
+    shared: set[str] = set()  # one output listed for two inputs (older medsr): trust neither
+    for key, row in done.items():
+        if owners.setdefault(row["output"], key) != key:
+            shared.add(row["output"])
     pending, skipped = [], 0
     for key in sorted(unique):
         item = unique[key]
-        row = done.get(key)
-        if row is not None and _exists(out / row["output"]):
+        row = None if overwrite else done.get(key)
+        if row is not None and row["output"] not in shared and _exists(out / row["output"]):
             skipped += 1
         else:
             pending.append(item)
@@ -414,6 +444,7 @@ def _plan(
         run_id=run_id,
         replace=overwrite or not fresh,
         total=len(unique),
+        owners={name: key for name, key in owners.items() if name not in shared},
     )
 
 
@@ -455,8 +486,10 @@ def run_batch(
         on_plan: called on every rank with ``(pending, skipped)`` before processing.
 
     An output that already exists is replaced when an earlier run's manifest is there (it is
-    a leftover of a killed run) or with ``overwrite``; in a fresh run it is an error for
-    that input, so a first run never silently replaces files it did not make.
+    a leftover of a killed run) or with ``overwrite``, and then only if medsr wrote it (it is
+    listed in ``out/.medsr-outputs`` or an earlier manifest) and it is not another input's
+    output; otherwise, and always in a fresh run, it is an error for that input. A run never
+    replaces files it did not make.
     """
     from medsr.train.ddp import DistInfo, barrier, broadcast_object, gather_objects
 
@@ -485,6 +518,7 @@ def run_batch(
     mine = plan.pending[info.rank :: info.world_size]
 
     work = out / WORK_DIR
+    ledger = OutputLedger(out)
     staging_root = work / f"tmp-{plan.run_id}-rank{info.rank:04d}"
     writer = _PartWriter(work / f"part-{plan.run_id}-rank{info.rank:04d}.csv")
     ok = failed = slices = 0
@@ -507,10 +541,8 @@ def run_batch(
                     error = "the processor returned no output"
                 else:
                     relative = result.output.relative_to(staging)
-                    if not plan.replace and _exists(out / relative):
-                        raise WriteError(
-                            out / relative, "already exists (pass --overwrite to replace it)"
-                        )
+                    _check_replace(out / relative, item, plan, ledger)
+                    ledger.record(out / relative)  # before the rename: a kill leaves it listed
                     _promote(result.output, out / relative)
                     result = replace(result, output=relative)
         except MedsrError as exc:

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 from medsr.errors import ConfigError, InferenceError
 from medsr.infer.defaults import DEFAULT_OPSET
 from medsr.infer.model_source import ONNX_METADATA_KEY, SRModel
+from medsr.tempfiles import create_temp
 
 __all__ = ["DEFAULT_OPSET", "check_onnx", "export_onnx", "export_onnx_bytes"]
 
@@ -127,9 +127,8 @@ def export_onnx(
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists (pass --overwrite to replace it)")
     data = export_onnx_bytes(model, opset=opset, dynamo=dynamo)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    tmp = create_temp(path)
+    with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     logger.info("exported %s to %s (%d bytes)", model.name, path, len(data))

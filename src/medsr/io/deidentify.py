@@ -62,7 +62,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -85,6 +84,7 @@ from medsr import __version__
 from medsr.errors import ConfigError, ReadError, UnsupportedFormatError, WriteError
 from medsr.io.deflate import check_deflated
 from medsr.io.image import MAX_PIXELS
+from medsr.tempfiles import create_temp
 
 logger = logging.getLogger(__name__)
 
@@ -720,11 +720,13 @@ def _complete_file_meta(ds: Dataset) -> None:
 
 def write_dicom_atomic(ds: Dataset, dst: Path, *, label: str) -> None:
     """Write ``ds`` to ``dst`` through a temporary file in the same folder and a rename."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle, _quiet_pydicom():
+        tmp = create_temp(dst, suffix=".part")  # the mode of any new file (umask)
+    except WriteError as error:  # named by its label: paths may hold identifiers
+        cause = error.problem.rsplit(": ", 1)[-1]
+        raise WriteError(label, f"cannot be written ({cause})") from None
+    try:
+        with open(tmp, "wb") as handle, _quiet_pydicom():
             pydicom.dcmwrite(handle, ds, enforce_file_format=True)
         os.replace(tmp, dst)
     except Exception as error:

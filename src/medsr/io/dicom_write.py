@@ -16,7 +16,6 @@ import copy
 import datetime
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from pydicom.valuerep import format_number_as_ds
 from medsr import __version__
 from medsr.errors import WriteError
 from medsr.io.image import Image
+from medsr.tempfiles import create_temp
 
 log = logging.getLogger(__name__)
 
@@ -461,10 +461,9 @@ def _save(ds: Dataset, path: Path, finalize: Finalize | None = None) -> None:
     """
     if finalize is not None:
         finalize(ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".medsr-", suffix=".dcm", dir=path.parent)
+    tmp = create_temp(path, prefix=".medsr-", suffix=".dcm")  # umask mode; WriteError
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             ds.save_as(f, enforce_file_format=True)
             f.flush()
             os.fsync(f.fileno())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from medsr.errors import WriteError
 from medsr.io import dicom_write, formats, nifti
 from medsr.io.image import Image, Source
 from medsr.io.read import suffix_of
+from medsr.tempfiles import create_temp, file_mode
 
 if TYPE_CHECKING:
     from medsr.io.deidentify import DeidentificationState
@@ -102,20 +102,23 @@ def write(
 
 
 def _atomic(path: Path, write_to: Callable[[Path], None]) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = suffix_of(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=".medsr-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    """Write to a temp file in the same folder, fsync, then rename over ``path``.
+
+    The file gets the mode of any new file (``0o666 & ~umask``); a folder that cannot be
+    written, a full disk and the like raise :class:`WriteError` naming ``path`` and the cause.
+    """
+    tmp = create_temp(path, prefix=".medsr-", suffix=suffix_of(path))
     try:
         write_to(tmp)
+        os.chmod(tmp, file_mode())  # in case the writer made its file anew
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(error, OSError):
+            raise WriteError(path, f"could not be written: {error.strerror or error}") from error
         raise
 
 

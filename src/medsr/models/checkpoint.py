@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from medsr.models.zoo import (
     build_generator,
     count_parameters,
 )
+from medsr.tempfiles import create_temp, file_mode, remove_stale
 
 __all__ = [
     "CONFIG_NAME",
@@ -77,10 +77,13 @@ def _arch_of(model: nn.Module) -> tuple[str, str]:
 
 
 def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``target`` through a temporary file and a rename. Temporaries that an earlier,
+    killed write of ``target`` left (``.model.safetensors.*.tmp``) are removed first."""
+    remove_stale(target)
+    tmp = create_temp(target)
     try:
         write(Path(tmp))
+        os.chmod(tmp, file_mode())  # safetensors creates its file 0600
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

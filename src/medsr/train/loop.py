@@ -224,6 +224,22 @@ class Trainer:
         if resume:
             self._saved_state = load_state(self.state_path)
             self._check_resumable(self._saved_state)
+            if self.dist.is_main:
+                self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporary files that writes killed with the previous run left (e.g.
+        ``checkpoints/best/.model.safetensors.*.tmp``); only the files of the checkpoint and
+        state names medsr writes are touched."""
+        from medsr.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+        from medsr.tempfiles import remove_stale
+
+        targets = [self.state_path]
+        for folder in sorted((self.out / "checkpoints").glob("*/")):
+            targets += [folder / WEIGHTS_NAME, folder / CONFIG_NAME]
+        removed = [path for target in targets for path in remove_stale(target)]
+        if removed:
+            logger.info("removed %d temporary file(s) of the killed run", len(removed))
 
     def _resolve(self, config: RunConfig) -> RunConfig:
         """Fill the channels and scale the data imply into the model parameters (and check
