@@ -18,7 +18,6 @@ from pydicom.uid import generate_uid
 
 from medsr.errors import ReadError, WriteError
 from medsr.io import Image, dicom_write, read, write
-
 from tests.conftest import pydicom_data_dir, pydicom_test_files_dir
 
 DCIODVFY = shutil.which("dciodvfy")
