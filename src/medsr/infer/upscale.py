@@ -404,7 +404,9 @@ def upscale_image(
     physical = np.asarray(normaliser.inverse(sr), dtype=np.float32)
     del sr
     if not image.color:
-        physical = restore_padding(physical, image, padding, s, along)
+        physical = restore_padding(
+            physical, image, padding, lambda a: _nearest_up(a, image, s, along)
+        )
     mask = image.mask
     if mask is not None:
         for ax in (image.ndim - 2, image.ndim - 1) if along is None else (along,):
@@ -445,10 +447,11 @@ def restore_padding(
     physical: np.ndarray,
     image: Image,
     padding: np.ndarray | None,
-    scale: int,
-    along: int | None,
+    nearest: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Padding and physical limits on the SR output ``physical`` (grey, float32).
+    """Padding and physical limits on the SR output ``physical`` (grey, float32, in place).
+
+    ``nearest`` resamples an array of the source grid to the output grid, nearest-neighbour.
 
     - Padding (``padding``, the source's padding mask) is filled with the lowest non-padding
       value before the model runs, so it never rings into the image. Here the mask is
@@ -469,9 +472,8 @@ def restore_padding(
     if floor is not None:
         np.maximum(physical, np.float32(floor), out=physical)
     if padding is not None:
-        up = _nearest_up(padding, image, scale, along)
-        values = _nearest_up(image.array, image, scale, along)
-        physical[up] = values[up]
+        up = nearest(padding)
+        physical[up] = nearest(image.array)[up]
     return physical
 
 
