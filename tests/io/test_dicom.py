@@ -61,3 +61,14 @@ def test_pixel_padding_becomes_a_physical_range(dicom_file):
     image = read(dicom_file("693_J2KR.dcm"))  # PixelPaddingValue -2000, intercept -1024
     assert image.metadata["padding"] == (-3024.0, -3024.0)
     assert np.count_nonzero(image.array == -3024.0) > 50_000
+
+
+def test_monochrome1_frame_voi_windows_are_inverted_too(dicom_file, tmp_path):
+    ds = pydicom.dcmread(dicom_file("eCT_Supplemental.dcm"))  # window 49 in the shared groups
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    path = tmp_path / "m1.dcm"
+    ds.save_as(path)
+    header = read(path).source.datasets[0]
+    voi = header.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence[0]
+    # 16 bits unsigned, intercept -1024: K = 65535 - 2048
+    assert float(voi.WindowCenter) == pytest.approx(65535 - 2048 - 49)

@@ -316,7 +316,7 @@ def invert_voi(ds: Dataset, path: Path) -> None:
             del item["VOILUTSequence"]
 
     fix(ds)
-    for groups in (ds.get("SharedFunctionalGroupsSequence") or []) + list(
+    for groups in list(ds.get("SharedFunctionalGroupsSequence") or []) + list(
         ds.get("PerFrameFunctionalGroupsSequence") or []
     ):
         for voi in groups.get("FrameVOILUTSequence") or []:
