@@ -283,3 +283,22 @@ def test_no_new_dciodvfy_errors(path, tmp_path):
     for out in written[:2]:
         new = _dciodvfy(out)[0] - source_errors
         assert not new, f"new dciodvfy errors: {sorted(new)}"
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (dicom3tools) absent")
+def test_enhanced_ct_derivation_lives_in_the_functional_groups(dicom_file, tmp_path):
+    path = dicom_file("eCT_Supplemental.dcm")
+    [out] = write(upscale(read(path)), tmp_path / "out.dcm")
+
+    def warnings(p: Path) -> set[str]:
+        run = subprocess.run([DCIODVFY, str(p)], capture_output=True, text=True, timeout=60)
+        lines = (run.stdout + run.stderr).splitlines()
+        return {re.sub(r"<[^>]*>", "#", line) for line in lines if line.startswith("Warning")}
+
+    assert warnings(out) - warnings(path) == set()
+    ds = pydicom.dcmread(out)
+    assert "SourceImageSequence" not in ds and "DerivationDescription" not in ds
+    item = ds.SharedFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    assert (
+        item.SourceImageSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(path).SOPInstanceUID
+    )
