@@ -212,3 +212,14 @@ def test_dipy_anisotropic_volume_runs():
     assert result.axis == 0
     assert result.image.array.shape == (30, 58, 58)  # 24 x 5 mm at 4 mm
     assert np.isfinite(result.image.array).all()
+
+
+def test_padding_is_kept_exact_and_ct_stays_above_air():
+    vol = phantom((8, 20, 20), 5) * 1000 - 1000  # -1000 .. about 0 HU
+    vol[:, :, :4] = -3024.0  # padding outside the field of view
+    img = Image(array=vol, spacing=(3.0, 1.0, 1.0), modality="CT")
+    img = img.replace(metadata={"padding": (-3024.0, -3024.0)})
+    out = run(img, target_spacing=1.0).image.array
+    assert out.shape == (24, 20, 20)
+    assert np.all(out[:, :, :4] == -3024.0)
+    assert out[:, :, 4:].min() >= -1024.0

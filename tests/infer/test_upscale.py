@@ -255,3 +255,45 @@ def test_nan_or_inf_in_the_input_is_refused_before_any_model_runs(tmp_path):
     with pytest.raises(NonFiniteInputError, match="2 of 768"):
         self_supervised_upscale(image)
     assert upscale_image(image.replace(array=np.nan_to_num(array)), "nearest").image.array.shape
+
+
+def test_ct_padding_stays_exact_padding_and_never_feeds_the_model(dicom_file, tmp_path):
+    import pydicom
+
+    from medsr.io import write
+
+    path = dicom_file("693_J2KR.dcm")  # PixelPaddingValue -2000 (stored) = -3024 HU
+    source = read(path)
+    padding = source.array == -3024.0
+    seen = []
+
+    class Spy(nn.Module):
+        scale, in_channels, out_channels = 2, 1, 1
+
+        def forward(self, x):
+            seen.append(float(x.min()))
+            return F.interpolate(x, scale_factor=2, mode="bicubic")
+
+    result = upscale_image(source, wrap_module(Spy()), tile=None)
+    out = result.image.array
+    # the network saw the lowest non-padding value (-1024 HU) at the padding, not -3024 HU
+    low, _ = result.normaliser.bounds
+    assert min(seen) >= float(result.normaliser.forward(np.float32(-1024.0))) - 1e-6
+    assert low == -1024.0
+    up = np.repeat(np.repeat(padding, 2, 0), 2, 1)
+    assert np.all(out[up] == -3024.0)  # exact padding on the new grid
+    assert out[~up].min() >= -1024.0  # nothing between padding and air, no noise below
+    # written back, the padding is the header's PixelPaddingValue again
+    [written] = write(result.image, tmp_path / "sr.dcm")
+    ds = pydicom.dcmread(written)
+    assert int(ds.PixelPaddingValue) == -2000
+    assert np.count_nonzero(ds.pixel_array == -2000) == 4 * np.count_nonzero(padding)
+
+
+def test_ct_output_never_goes_below_air():
+    array = np.full((16, 16), -1000.0, np.float32)
+    array[6:10, 6:10] = 1500.0  # a sharp bright square: bicubic rings below -1000 HU
+    image = Image(array, spacing=(1, 1), modality="CT")
+    assert upscale_image(image, load_model("bicubic", scale=2)).image.array.min() == -1024.0
+    other = image.replace(modality="MR")
+    assert upscale_image(other, load_model("bicubic", scale=2)).image.array.min() < -1024.0

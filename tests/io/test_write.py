@@ -48,8 +48,11 @@ def assert_valid_derived(source_path, written, source_ds):
             assert ds.FrameOfReferenceUID == source_ds.FrameOfReferenceUID
         assert ds.ImageType[0] == "DERIVED"
         assert "not for primary diagnosis" in ds.SeriesDescription
-        assert "not for primary diagnosis" in ds.DerivationDescription
-        refs = {item.ReferencedSOPInstanceUID for item in ds.SourceImageSequence}
+        # enhanced IODs carry the derivation in the shared Derivation Image functional group
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        derivation = shared[0].DerivationImageSequence[0] if shared else ds
+        assert "not for primary diagnosis" in derivation.DerivationDescription
+        refs = {item.ReferencedSOPInstanceUID for item in derivation.SourceImageSequence}
         assert refs, "SourceImageSequence must reference the source"
         for element in ds.iterall():
             if element.VR == "DS" and element.value is not None:

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from medsr.errors import ConfigError
 from medsr.infer.runtime import resolve_device
-from medsr.infer.upscale import check_finite
+from medsr.infer.upscale import check_finite, padding_mask, restore_padding
 from medsr.io.image import Image
 from medsr.transforms.degrade import FWHM_PER_SIGMA
 from medsr.transforms.intensity import Normaliser, fit_normaliser
@@ -589,12 +589,17 @@ def self_supervised_upscale(
         torch.set_num_threads(max(1, int(threads)))
     try:
         method = "auto" if image.modality.upper() in ("CT", "MR") else "minmax"
-        normaliser = fit_normaliser(image.array, modality=image.modality, method=method, clip=False)
+        padding = padding_mask(image)  # never fed to the network: see upscale.restore_padding
+        values = image.array
+        if padding is not None:
+            values = np.where(padding, image.array[~padding].min(), image.array)
+        normaliser = fit_normaliser(values, modality=image.modality, method=method, clip=False)
         norm = torch.from_numpy(
             np.ascontiguousarray(
-                np.moveaxis(np.asarray(normaliser.forward(image.array), np.float32), along, 0)
+                np.moveaxis(np.asarray(normaliser.forward(values), np.float32), along, 0)
             )
         )
+        del values
         n, ny, nx = norm.shape
         # the network's whole upsampling factor; a real ratio ends with a cubic resampling
         scale = max(2, math.ceil(acq.spacing / working - 1e-6))
@@ -654,10 +659,11 @@ def self_supervised_upscale(
 
         physical = np.asarray(normaliser.inverse(result.numpy()), dtype=np.float32)
         physical = np.ascontiguousarray(np.moveaxis(physical, 0, along))
+        pos = _grid_positions(n, acq.spacing, m_out, d_out).round().clamp(0, n - 1).long().numpy()
+        physical = restore_padding(physical, image, padding, lambda a: np.take(a, pos, axis=along))
         mask = image.mask
         if mask is not None:
-            pos = _grid_positions(n, acq.spacing, m_out, d_out).round().clamp(0, n - 1).long()
-            mask = np.take(mask, pos.numpy(), axis=along)
+            mask = np.take(mask, pos, axis=along)
         out_image = image.regrid(physical, mask=mask)
     finally:
         torch.set_num_threads(old_threads)

@@ -366,8 +366,13 @@ def upscale_image(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    normaliser = model.normalisation.fit(image)
-    norm = np.asarray(normaliser.forward(image.array), dtype=np.float32)
+    padding = padding_mask(image)
+    work = image
+    if padding is not None:  # the network never sees padding: neutral fill (see below)
+        work = image.replace(array=np.where(padding, image.array[~padding].min(), image.array))
+    normaliser = model.normalisation.fit(work)
+    norm = np.asarray(normaliser.forward(work.array), dtype=np.float32)
+    del work
     timings["normalise"] = time.perf_counter() - t
 
     rgb_model = model.in_channels == 3 and model.out_channels == 3
@@ -438,6 +443,10 @@ def upscale_image(
     t = time.perf_counter()
     physical = np.asarray(normaliser.inverse(sr), dtype=np.float32)
     del sr
+    if not image.color:
+        physical = restore_padding(
+            physical, image, padding, lambda a: _nearest_up(a, image, s, along)
+        )
     mask = image.mask
     if mask is not None:
         for ax in (image.ndim - 2, image.ndim - 1) if along is None else (along,):
@@ -455,6 +464,57 @@ def upscale_image(
         runner=runner.description,
         timings=timings,
     )
+
+
+def padding_mask(image: Image) -> np.ndarray | None:
+    """Pixels that the source declares as padding (DICOM PixelPaddingValue, read into
+    ``metadata["padding"]``), or None when there are none or nothing else."""
+    limits = image.metadata.get("padding")
+    if limits is None or image.color:
+        return None
+    low, high = np.float32(limits[0]), np.float32(limits[1])
+    mask = (image.array >= low) & (image.array <= high)
+    return mask if mask.any() and not mask.all() else None
+
+
+def _nearest_up(array: np.ndarray, image: Image, scale: int, along: int | None) -> np.ndarray:
+    for ax in (image.ndim - 2, image.ndim - 1) if along is None else (along,):
+        array = np.repeat(array, scale, axis=ax)
+    return array
+
+
+def restore_padding(
+    physical: np.ndarray,
+    image: Image,
+    padding: np.ndarray | None,
+    nearest: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Padding and physical limits on the SR output ``physical`` (grey, float32, in place).
+
+    ``nearest`` resamples an array of the source grid to the output grid, nearest-neighbour.
+
+    - Padding (``padding``, the source's padding mask) is filled with the lowest non-padding
+      value before the model runs, so it never rings into the image. Here the mask is
+      upsampled nearest-neighbour and those output pixels get the source's exact padding
+      values back, so the written header's PixelPaddingValue still holds.
+    - Non-padding output never goes below what the source and physics allow: the lowest
+      non-padding source value for a padded image, and for CT also not below
+      ``min(-1024 HU, that value)`` (nothing is less dense than air). Above, nothing is
+      clamped: a sharpening model may legitimately exceed the input's maximum (see
+      docs/inference.md, "Overshoot").
+    """
+    floor = None
+    if padding is not None:
+        floor = float(image.array[~padding].min())
+    if image.modality == "CT":
+        lowest = floor if floor is not None else float(np.nanmin(image.array))
+        floor = min(-1024.0, lowest)
+    if floor is not None:
+        np.maximum(physical, np.float32(floor), out=physical)
+    if padding is not None:
+        up = nearest(padding)
+        physical[up] = nearest(image.array)[up]
+    return physical
 
 
 def _assemble(

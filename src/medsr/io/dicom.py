@@ -2,9 +2,13 @@
 
 Pixels become physical values (Modality LUT / RescaleSlope and RescaleIntercept applied, so CT
 is in HU); MONOCHROME1 is inverted in stored-value space so that brighter always means a
-larger value; the bit depth (BitsStored) and signedness are kept for writing back. Slices of a
-series are sorted by ImagePositionPatient projected on the slice normal, and the slice spacing
-comes from those positions, never from SliceThickness.
+larger value, and its display window goes with it (:func:`invert_voi`); the bit depth
+(BitsStored) and signedness are kept for writing back. PixelPaddingValue (and
+PixelPaddingRangeLimit) become ``metadata["padding"]``, the physical ``(low, high)`` range of
+padding values, so that super-resolution can leave padding out (see
+:func:`medsr.infer.upscale.upscale_image`). Slices of a series are sorted by
+ImagePositionPatient projected on the slice normal, and the slice spacing comes from those
+positions, never from SliceThickness.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import format_number_as_ds
 
 from medsr.errors import (
     CorruptFileError,
@@ -278,6 +283,53 @@ def to_physical(ds: Dataset, stored: np.ndarray, path: Path) -> tuple[np.ndarray
     return out, inverted
 
 
+def invert_voi(ds: Dataset, path: Path) -> None:
+    """Carry the VOI of a MONOCHROME1 image over to its inverted (MONOCHROME2) values, in place.
+
+    Inversion maps a physical value ``v`` to ``K - v`` with ``K = (low + high) * slope +
+    2 * intercept`` (``low..high`` the stored range), so every WindowCenter ``c`` becomes
+    ``K - c`` (widths stay), at the top level and in the functional groups, and the image
+    displays as before. A VOI LUT (VOILUTSequence) is dropped: medsr does not rebuild LUTs,
+    and a viewer then uses the window or its own. PresentationLUTShape INVERSE becomes
+    IDENTITY. With a non-linear Modality LUT the windows are dropped too.
+    """
+    bits_stored, signed, _ = _bits(ds)
+    if bits_stored is None:
+        return
+    low, high = _stored_range(bits_stored, signed)
+    slope, intercept = _frame_rescale(ds, 0)
+    linear = "ModalityLUTSequence" not in ds
+    k = (low + high) * slope + 2 * intercept
+
+    def fix(item: Dataset) -> None:
+        if "WindowCenter" in item:
+            if not linear:
+                for keyword in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation"):
+                    if keyword in item:
+                        del item[keyword]
+                return
+            value = item.WindowCenter
+            centres = (
+                list(value)
+                if isinstance(value, Sequence) and not isinstance(value, str)
+                else [value]
+            )
+            new = [format_number_as_ds(k - float(c)) for c in centres if c not in (None, "")]
+            item.WindowCenter = new if len(new) != 1 else new[0]
+        if "VOILUTSequence" in item:
+            log.info("%s: MONOCHROME1 inverted; its VOI LUT is dropped", path.name)
+            del item["VOILUTSequence"]
+
+    fix(ds)
+    for groups in list(ds.get("SharedFunctionalGroupsSequence") or []) + list(
+        ds.get("PerFrameFunctionalGroupsSequence") or []
+    ):
+        for voi in groups.get("FrameVOILUTSequence") or []:
+            fix(voi)
+    if str(ds.get("PresentationLUTShape", "")) == "INVERSE":
+        ds.PresentationLUTShape = "IDENTITY"
+
+
 # -- geometry of multi-frame files --------------------------------------------------------------
 def _frame_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -328,6 +380,8 @@ def _read_file(path: Path, max_pixels: int) -> Image:
         raise NoPixelDataError(path, f"DICOM file has no pixel data (SOP class {sop})")
     stored = _decode(ds, path, max_pixels)
     values, inverted = to_physical(ds, stored, path)
+    if inverted:
+        invert_voi(ds, path)
     bits_stored, signed, dtype = _bits(ds)
     color = values.ndim == 4
     modality = str(ds.get("Modality", "OT") or "OT")
@@ -421,9 +475,47 @@ def _multi_frame_geometry(ds: Dataset, values: np.ndarray, path: Path, metadata:
     )
 
 
+def padding_range(ds: Dataset) -> tuple[float, float] | None:
+    """Physical ``(low, high)`` of the padding values that PixelPaddingValue (and
+    PixelPaddingRangeLimit) declare, after rescale and MONOCHROME1 inversion; None without
+    padding or when it cannot be mapped (float pixels, non-linear Modality LUT, frames with
+    different rescales, a value outside the stored range)."""
+    if "PixelPaddingValue" not in ds or "ModalityLUTSequence" in ds:
+        return None
+    bits_stored, signed, _ = _bits(ds)
+    if bits_stored is None:
+        return None
+    low, high = _stored_range(bits_stored, signed)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rescales = {_frame_rescale(ds, k) for k in range(frames)}
+    if len(rescales) != 1:
+        return None
+    slope, intercept = rescales.pop()
+    keywords = ("PixelPaddingValue", "PixelPaddingRangeLimit")
+    physical = []
+    for keyword in keywords:
+        value = ds.get(keyword)
+        if value in (None, ""):
+            continue
+        stored = int(value[0] if isinstance(value, Sequence) else value)
+        if signed and stored > high:  # read as US although the pixels are signed
+            stored -= 1 << int(ds.get("BitsAllocated", 16))
+        if not low <= stored <= high:
+            return None
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            stored = low + high - stored
+        physical.append(float(np.float32(stored * slope + intercept)))
+    return min(physical), max(physical)
+
+
 def _metadata(ds: Dataset) -> dict:
-    """Non-identifying facts used downstream (windowing, thickness); never patient data."""
+    """Non-identifying facts used downstream (windowing, thickness, padding); never patient
+    data."""
     meta: dict = {}
+    with contextlib.suppress(TypeError, ValueError):
+        padding = padding_range(ds)
+        if padding is not None:
+            meta["padding"] = padding
     thickness = _float_list(ds.get("SliceThickness"), 1)
     if thickness and thickness[0] > 0:
         meta["slice_thickness"] = thickness[0]
@@ -560,6 +652,8 @@ def read_series(folder: Path, *, max_pixels: int, series_uid: str | None = None)
         if stored.ndim != 3:
             raise MixedSeriesError(folder, f"{path.name} is a colour image in a grey series")
         values, inverted = to_physical(ds, stored, path)
+        if inverted:
+            invert_voi(ds, path)
         volume[k] = values[0]
         bits = _bits(ds)
         first_bits = first_bits or bits

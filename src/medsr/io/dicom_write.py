@@ -7,6 +7,12 @@ SeriesDescription that says the images are super-resolved and not for primary di
 Geometry attributes are rewritten for the new grid; pixels are stored in the source bit depth
 with its RescaleSlope/Intercept. Every file is written with pydicom's validation set to raise,
 then read back.
+
+What is never carried over from the source: its 128-byte preamble (every file gets a zeroed
+one: a preamble can hold a TIFF header or an executable, CVE-2019-11687), private elements,
+and binary elements over :data:`MAX_COPIED_BYTES` that are not pixel data. A series is
+written into a staging folder beside its target and moved into place only when every slice
+is written, so a full disk never leaves a partial series.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import copy
 import datetime
 import logging
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +47,58 @@ Finalize = Callable[[Dataset], object]
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 NOT_FOR_DIAGNOSIS = "not for primary diagnosis"
+# Every derived series (a slice folder, a single file, a multi-frame file) gets the source's
+# SeriesNumber plus this, so a PACS never shows the source and its derived series under one
+# number.
+SERIES_NUMBER_OFFSET = 1000
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Binary (OB, OW, UN...) elements larger than this that are not pixel data are not copied into
+# derived files (e.g. a 1 GiB zero OB element hidden in a small deflated file). LUTData may hold
+# 2^16 16-bit entries, so it gets twice as much.
+MAX_COPIED_BYTES = 64 * 1024
+BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "OB or OW", "US or OW"})
+# Enhanced (functional-group) image storage SOP classes: ImageType value 2 may not be SECONDARY.
+ENHANCED_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+        "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+        "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color
+        "1.2.840.10008.5.1.4.1.1.128.1",  # Legacy Converted Enhanced PET
+        "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET
+        "1.2.840.10008.5.1.4.1.1.12.1.1",  # Enhanced XA
+        "1.2.840.10008.5.1.4.1.1.12.2.1",  # Enhanced XRF
+        "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT
+        "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR
+        "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
+    }
+)
+# MR Pulse Sequence module attributes: Type 1C, required for ORIGINAL or MIXED images and not
+# allowed (dciodvfy) for DERIVED ones. They describe the source's acquisition, which the
+# SourceImageSequence still references.
+MR_PULSE_SEQUENCE_KEYWORDS = (
+    "PulseSequenceName",
+    "MRAcquisitionType",
+    "EchoPulseSequence",
+    "MultiPlanarExcitation",
+    "PhaseContrast",
+    "TimeOfFlightContrast",
+    "SteadyStatePulseSequence",
+    "EchoPlanarPulseSequence",
+    "SaturationRecovery",
+    "SpectrallySelectedSuppression",
+    "OversamplingPhase",
+    "GeometryOfKSpaceTraversal",
+    "RectilinearPhaseEncodeReordering",
+    "SegmentedKSpaceTraversal",
+    "CoverageOfKSpace",
+    "NumberOfKSpaceTrajectories",
+    "BulkMotionCompensationTechnique",
+)
+# A medsr label at the start of a SeriesDescription ("[SR x4, not for primary diagnosis] ",
+# "[medsr] "), removed before the new one is added so that repeated runs never stack them.
+_LABEL_RE = re.compile(r"^\s*\[(?:SR x[^\]]*|medsr[^\]]*)\]\s*")
+# "5mm", "5 mm", "2.5mm", "1,25 mm" in a SeriesDescription.
+_THICKNESS_RE = re.compile(r"(?<![\d.,])(\d+(?:[.,]\d+)?)(\s?mm)\b", re.IGNORECASE)
 IMPLEMENTATION_VERSION = f"MEDSR_{__version__}"[:16]
 # Attributes that describe the old pixel grid or old pixel values and would be wrong after SR.
 STALE_KEYWORDS = (
@@ -179,7 +240,63 @@ def _remove_stale(ds: Dataset) -> None:
             del ds[elem.tag]
 
 
-def _mark_derived(ds: Dataset, series: dict, label: str, description: str) -> None:
+def derived_series(template: Dataset) -> dict:
+    """A new series identity: a fresh UID and the source's SeriesNumber plus
+    :data:`SERIES_NUMBER_OFFSET` (kept absent when the source has none)."""
+    series: dict = {"uid": generate_uid()}
+    with contextlib.suppress(TypeError, ValueError):
+        number = template.get("SeriesNumber")
+        if number not in (None, ""):
+            series["number"] = (int(number) + SERIES_NUMBER_OFFSET) % 2**31
+    return series
+
+
+def _format_mm(value: float) -> str:
+    return f"{round(value, 2):g}"
+
+
+def series_description(
+    original: str, label: str, thickness: tuple[float, float] | None = None
+) -> str:
+    """The derived SeriesDescription (at most 64 characters, the LO limit).
+
+    An earlier medsr label at the start of ``original`` is removed first, so repeated runs never
+    stack labels. ``thickness`` ``(old, new)`` mm (after through-plane SR) rewrites the
+    ``<old> mm`` wording of ``original``. The label carries the not-for-diagnosis warning when
+    it names a super-resolution and the original text still fits beside it; otherwise the short
+    label is used (the warning stays in DerivationDescription), and only text that still does not
+    fit is cut, ending in ``...``.
+    """
+    text = original
+    while (match := _LABEL_RE.match(text)) is not None:
+        text = text[match.end() :]
+    text = text.strip()
+    if thickness is not None:
+        old, new = thickness
+
+        def swap(match: re.Match) -> str:
+            value = float(match.group(1).replace(",", "."))
+            if abs(value - old) <= 0.05 * old:
+                return _format_mm(new) + match.group(2)
+            return match.group(0)
+
+        text = _THICKNESS_RE.sub(swap, text)
+    tags = [f"[{label}, {NOT_FOR_DIAGNOSIS}]"] if label.startswith("SR") else []
+    tags.append(f"[{label}]")
+    for tag in tags:
+        if len(f"{tag} {text}".strip()) <= 64:
+            return f"{tag} {text}".strip()
+    room = 64 - len(tag) - 1
+    return f"{tag} {text[: room - 3].rstrip()}..." if room > 3 else tag[:64]
+
+
+def _mark_derived(
+    ds: Dataset,
+    series: dict,
+    label: str,
+    description: str,
+    thickness: tuple[float, float] | None = None,
+) -> None:
     """ImageType, series identity and the derivation texts of a derived instance.
 
     ``label`` is short (e.g. ``SR x4``) and goes in front of the SeriesDescription; when it
@@ -187,20 +304,63 @@ def _mark_derived(ds: Dataset, series: dict, label: str, description: str) -> No
     """
     image_type = list(ds.get("ImageType", []) or [])
     # Enhanced (functional-group) IODs only allow PRIMARY as value 2.
-    enhanced = "SharedFunctionalGroupsSequence" in ds
+    enhanced = is_enhanced(ds)
     second = (image_type[1:2] or ["PRIMARY"])[0] if enhanced else "SECONDARY"
     ds.ImageType = ["DERIVED", second, *image_type[2:]]
+    if enhanced and str(ds.get("Modality", "")) == "MR":
+        for keyword in MR_PULSE_SEQUENCE_KEYWORDS:
+            if keyword in ds:
+                del ds[keyword]
     ds.SeriesInstanceUID = series["uid"]
     if "number" in series:
         ds.SeriesNumber = series["number"]
     warning = f", {NOT_FOR_DIAGNOSIS}" if label.startswith("SR") else ""
     original = str(ds.get("SeriesDescription", "") or "")
-    ds.SeriesDescription = f"[{label}{warning}] {original}".strip()[:64]
+    ds.SeriesDescription = series_description(original, label, thickness)
     text = f"{label} by medsr {__version__}" + (f" ({description})" if description else "")
     ds.DerivationDescription = (text + (f"; {NOT_FOR_DIAGNOSIS}" if warning else ""))[:1024]
     date, time = _now()
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     ds.ContentDate, ds.ContentTime = date, time
+
+
+def is_enhanced(ds: Dataset) -> bool:
+    """A functional-group (enhanced) instance, also one whose groups are missing."""
+    return (
+        "SharedFunctionalGroupsSequence" in ds
+        or "PerFrameFunctionalGroupsSequence" in ds
+        or str(ds.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES
+    )
+
+
+def _derivation_into_groups(ds: Dataset, template: Dataset) -> None:
+    """Enhanced IODs carry the derivation in the Derivation Image functional group (shared),
+    not at the top level, and then list the source in SourceImageEvidenceSequence."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if not shared:
+        return
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = template.SOPClassUID
+    reference.ReferencedSOPInstanceUID = template.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = template.get("SeriesInstanceUID", "")
+    series.ReferencedSOPSequence = DicomSequence([reference])
+    study = Dataset()
+    study.StudyInstanceUID = template.get("StudyInstanceUID", "")
+    study.ReferencedSeriesSequence = DicomSequence([series])
+    ds.SourceImageEvidenceSequence = DicomSequence([study])
+    item = Dataset()
+    if "DerivationDescription" in ds:
+        item.DerivationDescription = ds.DerivationDescription
+        del ds["DerivationDescription"]
+    item.DerivationCodeSequence = DicomSequence([_code("113085", "DCM", "Spatial resampling")])
+    item.SourceImageSequence = ds.get("SourceImageSequence", DicomSequence())
+    if "SourceImageSequence" in ds:
+        del ds["SourceImageSequence"]
+    for frame in ds.get("PerFrameFunctionalGroupsSequence") or []:
+        if "DerivationImageSequence" in frame:
+            del frame["DerivationImageSequence"]
+    shared[0].DerivationImageSequence = DicomSequence([item])
 
 
 def derivation_label(image: Image, template_shape: tuple[int, ...]) -> str:
@@ -274,21 +434,32 @@ def write_series(
     overwrite: bool = False,
     finalize: Finalize | None = None,
 ) -> list[Path]:
-    """Legacy single-frame instances, one file per slice, into ``folder``."""
-    _prepare_folder(folder, overwrite)
+    """Legacy single-frame instances, one file per slice, into ``folder`` (staged: see
+    :func:`staged_folder`)."""
+    with staged_folder(folder, overwrite) as staging:
+        names = _write_series_into(image, staging, templates, description, finalize)
+    return [folder / name for name in names]
+
+
+def _write_series_into(
+    image: Image,
+    staging: Path,
+    templates: tuple[Dataset, ...],
+    description: str,
+    finalize: Finalize | None,
+) -> list[str]:
     positions = _slice_positions(image)
     template_positions = np.asarray(
         [[float(v) for v in t.get("ImagePositionPatient", [0, 0, 0])] for t in templates]
     )
     normal = image.normal
-    series = {"uid": generate_uid()}
-    number = templates[0].get("SeriesNumber")
-    if number not in (None, "") and int(number) + 1000 < 2**31:
-        series["number"] = int(number) + 1000
+    series = derived_series(templates[0])
     label = derivation_label(
         image, (len(templates), int(templates[0].Rows), int(templates[0].Columns))[-image.ndim :]
     )
-    paths = []
+    z_changed = image.is_volume and len(templates) != len(positions)
+    thickness = _thickness_change(templates[0], image) if z_changed else None
+    names = []
     clipped = 0
     for k, position in enumerate(positions):
         distances = np.abs((template_positions - position) @ normal)
@@ -296,7 +467,7 @@ def write_series(
             : 1 if len(templates) == len(positions) else 2
         ]
         template = templates[int(nearest[0])]
-        ds = _derived_instance(template, image, series, label, description)
+        ds = _derived_instance(template, image, series, label, description, thickness)
         ds.SourceImageSequence = DicomSequence(
             [_source_reference(templates[int(i)]) for i in nearest]
         )
@@ -306,7 +477,7 @@ def write_series(
         if "SliceLocation" in template and template.SliceLocation not in (None, ""):
             shift = float((position - template_positions[int(nearest[0])]) @ normal)
             ds.SliceLocation = format_number_as_ds(float(template.SliceLocation) + shift)
-        if image.is_volume and len(templates) != len(positions):
+        if z_changed:
             ds.SliceThickness = format_number_as_ds(image.spacing[0])
             ds.SpacingBetweenSlices = format_number_as_ds(image.spacing[0])
         elif image.is_volume and "SpacingBetweenSlices" in template:
@@ -315,11 +486,20 @@ def write_series(
         pixels, n = (values, 0) if image.color else _pixels_for(image, template, values)
         clipped += n
         _set_pixels(ds, pixels, color=image.color)
-        path = folder / f"IM{k + 1:05d}.dcm"
-        _save(ds, path, finalize)
-        paths.append(path)
+        name = f"IM{k + 1:05d}.dcm"
+        _save(ds, staging / name, finalize)
+        names.append(name)
     _report_clipped(clipped, templates[0])
-    return paths
+    return names
+
+
+def _thickness_change(template: Dataset, image: Image) -> tuple[float, float] | None:
+    """(old, new) slice thickness in mm after through-plane SR, for the SeriesDescription."""
+    old = template.get("SliceThickness")
+    with contextlib.suppress(TypeError, ValueError):
+        if old not in (None, "") and float(old) > 0:
+            return float(old), float(image.spacing[0])
+    return None
 
 
 def write_single(
@@ -333,7 +513,7 @@ def write_single(
     """One legacy single-frame instance (a 2D image)."""
     if image.is_volume:
         raise WriteError(path, "a volume needs a folder (one file per slice), not a single file")
-    series = {"uid": generate_uid()}
+    series = derived_series(template)
     label = derivation_label(image, (int(template.Rows), int(template.Columns)))
     ds = _derived_instance(template, image, series, label, description)
     ds.SourceImageSequence = DicomSequence([_source_reference(template)])
@@ -359,12 +539,17 @@ def write_multiframe(
 ) -> list[Path]:
     """An enhanced multi-frame instance, functional groups rewritten for the new grid."""
     volume = image.array if image.is_volume else image.array[None]
-    series = {"uid": generate_uid()}
+    series = derived_series(template)
     n_old = len(frame_order)
     label = derivation_label(
         image, ((n_old,) if image.is_volume else ()) + (int(template.Rows), int(template.Columns))
     )
-    ds = _derived_instance(template, image, series, label, description)
+    z_changed = image.is_volume and image.spatial_shape[0] != n_old
+    thickness = None
+    if z_changed:
+        old = _frame_thickness(template)
+        thickness = (old, float(image.spacing[0])) if old else None
+    ds = _derived_instance(template, image, series, label, description, thickness)
     ds.SourceImageSequence = DicomSequence([_source_reference(template)])
     old_frames = template.get("PerFrameFunctionalGroupsSequence")
     positions = _slice_positions(image) if image.is_volume else np.asarray([image.origin])
@@ -390,8 +575,21 @@ def write_multiframe(
         _report_clipped(sum(n for _, n in parts), template)
     _set_pixels(ds, pixels, color=image.color)
     ds.NumberOfFrames = pixels.shape[0]
+    _derivation_into_groups(ds, template)
     _save(ds, path, finalize)
     return [path]
+
+
+def _frame_thickness(template: Dataset) -> float | None:
+    for groups in (
+        list(template.get("SharedFunctionalGroupsSequence") or [])
+        + list(template.get("PerFrameFunctionalGroupsSequence") or [])[:1]
+    ):
+        measures = groups.get("PixelMeasuresSequence")
+        if measures and measures[0].get("SliceThickness") not in (None, ""):
+            return float(measures[0].SliceThickness) or None
+    value = template.get("SliceThickness")
+    return float(value) if value not in (None, "") and float(value) > 0 else None
 
 
 def _derive_frame_groups(item: Dataset, image: Image, z_changed: bool) -> None:
@@ -418,40 +616,128 @@ def _pixels_for(image: Image, template: Dataset, values: np.ndarray) -> tuple[np
 
 
 def _derived_instance(
-    template: Dataset, image: Image, series: dict, label: str, description: str
+    template: Dataset,
+    image: Image,
+    series: dict,
+    label: str,
+    description: str,
+    thickness: tuple[float, float] | None = None,
 ) -> Dataset:
-    ds = copy.deepcopy(template)
-    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if keyword in ds:
-            del ds[keyword]
-    _remove_stale(ds)
-    if "ModalityLUTSequence" in ds:
+    if int(template.get("BitsAllocated", 16) or 16) == 1:
+        raise WriteError(
+            Path(str(template.get("SOPInstanceUID", "?"))),
+            "1-bit (binary segmentation) sources cannot be written back as DICOM; "
+            "write NIfTI or TIFF instead",
+        )
+    if "ModalityLUTSequence" in template:
         raise WriteError(
             Path(str(template.get("SOPInstanceUID", "?"))),
             "sources with a non-linear Modality LUT cannot be written back as DICOM yet; "
             "write NIfTI or TIFF instead",
         )
+    # A plain Dataset built element by element: no preamble, no original (possibly big endian)
+    # encoding, and nothing unsafe is ever deep-copied.
+    ds = Dataset()
+    for tag in list(template.keys()):
+        if tag.is_private:
+            continue
+        element = template[tag]
+        if element.keyword in PIXEL_KEYWORDS or _oversized(element):
+            continue
+        ds.add(copy.deepcopy(element))
+    _drop_unsafe(ds)
+    if template.original_encoding[1] is False:
+        _swap_binary(ds)
+    _remove_stale(ds)
     ds.SOPInstanceUID = generate_uid()
-    _mark_derived(ds, series, label, description)
+    _mark_derived(ds, series, label, description, thickness)
     _set_in_plane_spacing(ds, image, int(template.Rows))
     ds.file_meta = _file_meta(ds)
     return ds
 
 
-def _prepare_folder(folder: Path, overwrite: bool) -> None:
+def _oversized(element) -> bool:
+    """A binary element that is not pixel data and larger than :data:`MAX_COPIED_BYTES`."""
+    if element.VR not in BINARY_VRS or element.keyword in PIXEL_KEYWORDS:
+        return False
+    value = element.value
+    size = len(value) if isinstance(value, bytes | bytearray) else 0
+    limit = 2 * MAX_COPIED_BYTES if element.keyword == "LUTData" else MAX_COPIED_BYTES
+    if size > limit:
+        log.info(
+            "not copying %s %s (%d bytes) into the derived file", element.tag, element.VR, size
+        )
+        return True
+    return False
+
+
+def _drop_unsafe(ds: Dataset) -> None:
+    """Remove private and oversized binary elements at every nesting level."""
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            del ds[tag]
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value or []:
+                _drop_unsafe(item)
+        elif _oversized(element):
+            del ds[tag]
+
+
+_SWAP_WIDTH = {"OW": 2, "US or OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _swap_binary(ds: Dataset) -> None:
+    """Raw word values of a big-endian source, byte-swapped for little-endian output (parsed
+    values such as US or FL need nothing)."""
+    for element in ds.iterall():
+        width = _SWAP_WIDTH.get(element.VR)
+        if width and isinstance(element.value, bytes) and len(element.value) % width == 0:
+            swapped = np.frombuffer(element.value, dtype=f">u{width}").astype(f"<u{width}")
+            element.value = swapped.tobytes()
+
+
+def _check_folder(folder: Path, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise WriteError(
             folder, "exists and is not a folder; a DICOM series is written into a folder"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    existing = [p for p in folder.iterdir() if p.suffix.lower() == ".dcm"]
+    existing = (
+        [p for p in folder.iterdir() if p.suffix.lower() == ".dcm"] if folder.exists() else []
+    )
     if existing and not overwrite:
         raise WriteError(
             folder,
             f"already holds {len(existing)} DICOM files; choose an empty folder (or overwrite)",
         )
-    for p in existing:
-        p.unlink()
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
+    """A fresh hidden folder beside ``folder`` to write a series into.
+
+    When the block ends without an error its files move into ``folder`` (same file system: a
+    rename writes no data, so a full disk fails before anything is moved), replacing
+    same-named files; earlier ``.dcm`` files the new series does not replace are then removed
+    (``overwrite``). On an error the staging folder goes and ``folder`` is left as it was.
+    """
+    _check_folder(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.medsr-", dir=folder.parent))
+    try:
+        yield staging
+        folder.mkdir(exist_ok=True)
+        _check_folder(folder, overwrite)
+        staged = sorted(p for p in staging.iterdir() if not p.name.startswith("."))
+        names = {p.name for p in staged}
+        stale = [p for p in folder.iterdir() if p.suffix.lower() == ".dcm" and p.name not in names]
+        for p in staged:
+            os.replace(p, folder / p.name)
+        for p in stale:
+            p.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _save(ds: Dataset, path: Path, finalize: Finalize | None = None) -> None:
@@ -461,6 +747,8 @@ def _save(ds: Dataset, path: Path, finalize: Finalize | None = None) -> None:
     """
     if finalize is not None:
         finalize(ds)
+    # Never the source's preamble (it can be a TIFF header or an executable: CVE-2019-11687).
+    ds.preamble = b"\x00" * 128
     tmp = create_temp(path, prefix=".medsr-", suffix=".dcm")  # umask mode; WriteError
     try:
         with open(tmp, "wb") as f:
@@ -567,8 +855,15 @@ def write_scratch(
         ds.file_meta = _file_meta(ds)
         _save(ds, path, finalize)
         return [path]
-    _prepare_folder(path, overwrite)
-    paths = []
+    with staged_folder(path, overwrite) as staging:
+        names = _write_scratch_into(image, template, staging, finalize)
+    return [path / name for name in names]
+
+
+def _write_scratch_into(
+    image: Image, template: Dataset, staging: Path, finalize: Finalize | None
+) -> list[str]:
+    names = []
     volume = image.array if image.is_volume else image.array[None]
     for k, position in enumerate(_slice_positions(image)):
         ds = copy.deepcopy(template)
@@ -580,7 +875,7 @@ def write_scratch(
             ds, values if image.color else stored_values(image, template, values), color=image.color
         )
         ds.file_meta = _file_meta(ds)
-        out = path / f"IM{k + 1:05d}.dcm"
-        _save(ds, out, finalize)
-        paths.append(out)
-    return paths
+        name = f"IM{k + 1:05d}.dcm"
+        _save(ds, staging / name, finalize)
+        names.append(name)
+    return names
