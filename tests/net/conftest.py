@@ -33,7 +33,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_series(source: Path, folder: Path, count: int, *, study_uid: str | None = None) -> list[Path]:
+def make_series(
+    source: Path, folder: Path, count: int, *, study_uid: str | None = None
+) -> list[Path]:
     """``count`` slices of one new series (of a new study unless ``study_uid``) made from the
     real CT slice ``source``, stacked 5 mm apart, carrying the identifiers of ``SECRETS``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ def test_destination_parses_ae_host_port():
     assert Destination.parse("ORTHANC@127.0.0.1:4242") == Destination("ORTHANC", "127.0.0.1", 4242)
     assert Destination.parse("PACS@[::1]:104").host == "::1"
     for bad in ("ORTHANC@127.0.0.1", "127.0.0.1:4242", "A@h:0", "A\\B@h:104", "A@h:99999"):
-        with pytest.raises(ConfigError, match="destination|AE title"):
+        with pytest.raises(ConfigError, match=r"destination|AE title"):
             Destination.parse(bad)
 
 
@@ -32,7 +32,7 @@ def test_dicomweb_urls_split_into_root_study_and_series():
         root, "1.2", "1.3"
     )
     for bad in (f"{root}/studies", f"{root}/studies/1/instances/2", "ftp://x/studies/1"):
-        with pytest.raises(ConfigError, match="DICOMweb URL|not an http"):
+        with pytest.raises(ConfigError, match=r"DICOMweb URL|not an http"):
             DicomwebTarget.parse(bad)
 
 

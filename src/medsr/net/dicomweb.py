@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from medsr.errors import ConfigError
+from medsr.errors import ConfigError, MedsrError
 from medsr.net.spool import redact
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ PASSWORD_ENV = "MEDSR_DICOMWEB_PASSWORD"
 STOW_CHUNK = 16  # instances per STOW-RS request (bounds memory and request size)
 
 
-class DicomwebError(Exception):
+class DicomwebError(MedsrError):
     """A DICOMweb request failed (network, HTTP status, or instances the server refused)."""
 
 

@@ -180,8 +180,8 @@ class Spool:
         return digest[:20]
 
     def _recover(self) -> None:
-        """After a crash: drop half-written temporary files, take each incoming series' last
-        arrival from its files' times, and drop half-written outputs."""
+        """After a crash: drop half-written temporary files and outputs; incoming series get a
+        full quiet period from now."""
         for series in self.incoming.iterdir():
             inputs = series / "input"
             if not inputs.is_dir():
@@ -189,11 +189,12 @@ class Spool:
                 continue
             for tmp in inputs.glob(".tmp-*"):
                 tmp.unlink()
-            times = [p.stat().st_mtime for p in inputs.iterdir()]
-            if not times:
+            if not any(inputs.iterdir()):
                 shutil.rmtree(series)
                 continue
-            self._last_seen[series.name] = max(times)
+            # the quiet period starts again now: while the node was down, the sender may have
+            # been retrying the rest of the series, which would otherwise become a second job
+            self._last_seen[series.name] = time.time()
         for job in self.jobs():
             if job.partial.exists():
                 shutil.rmtree(job.partial)
