@@ -3,6 +3,7 @@ loopback port, and a real Orthanc (skipped when the ``Orthanc`` binary is not in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -130,16 +131,16 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) 
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
-    """A real Orthanc with the DICOMweb plugin, its own storage, loopback-only peers and a
-    "medsr" modality (AE MEDSR on 127.0.0.1:``medsr_port``)."""
+@contextlib.contextmanager
+def running_orthanc(root: Path, **extra: object) -> Iterator[Orthanc]:
+    """A real Orthanc with the DICOMweb plugin, its own storage under ``root``, loopback-only
+    peers and a "medsr" modality (AE MEDSR on 127.0.0.1:``medsr_port``); ``extra``
+    configuration entries are added (e.g. LuaScripts)."""
     if ORTHANC is None:
         pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
     plugin = next((p for p in DICOMWEB_PLUGINS if p.is_file()), None)
     if plugin is None:
         pytest.skip("the Orthanc DICOMweb plugin is not installed (orthanc-dicomweb)")
-    root = tmp_path_factory.mktemp("orthanc")
     server = Orthanc(http_port=free_port(), dicom_port=free_port(), medsr_port=free_port())
     config = {
         "Name": "medsr-test",
@@ -162,7 +163,9 @@ def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
         "ConcurrentJobs": 1,
         "SaveJobs": False,
         "HttpThreadsCount": 4,
+        **extra,
     }
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "orthanc.json"
     path.write_text(json.dumps(config))
     log = (root / "orthanc.log").open("wb")
@@ -188,3 +191,10 @@ def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    """One Orthanc for a test module (see ``running_orthanc``)."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +235,49 @@ def test_upscale_refuses_credentials_in_a_dicomweb_url(tmp_path, capsys):
     url = "http://user:secret@127.0.0.1:9/dicom-web/studies/1.2.3"
     assert main(["upscale", url, "-o", str(tmp_path / "out"), "--model", "bicubic"]) == 2
     assert "MEDSR_DICOMWEB_TOKEN" in capsys.readouterr().err
+
+
+def docs_lua() -> str:
+    text = (REPO / "docs" / "pacs.md").read_text()
+    return text.split("```lua\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_lua_route_of_the_docs_forwards_ct_series_once(ct_series, tmp_path):
+    from medsr.infer.model_source import load_model
+    from medsr.net.dimse import Destination
+    from medsr.net.listen import CStoreSender, ListenOptions, Node, UpscaleOptions
+    from tests.net.conftest import running_orthanc
+
+    (tmp_path / "route.lua").write_text(docs_lua())
+    extra = {"LuaScripts": [str(tmp_path / "route.lua")], "StableAge": 1}
+    with running_orthanc(tmp_path / "orthanc", **extra) as orthanc:
+        node = Node(
+            ListenOptions(
+                spool=tmp_path / "spool",
+                port=orthanc.medsr_port,
+                allowed_aets=("ORTHANC",),
+                quiet_seconds=1,
+                poll_seconds=0.2,
+            ),
+            UpscaleOptions(model="bicubic", scale=2, device="cpu", tile=0),
+            CStoreSender(Destination.parse(orthanc.destination)),
+            model=load_model("bicubic", scale=2),
+        )
+        node.start()
+        try:
+            paths = ct_series(3)
+            source = pydicom.dcmread(paths[0])
+            orthanc.upload(paths)  # nothing else: the Lua script forwards it once stable
+
+            def derived_stable() -> bool:
+                found = derived_series(orthanc, source.StudyInstanceUID, source.SeriesInstanceUID)
+                return bool(found) and bool(orthanc.json(f"/series/{found[0]['ID']}")["IsStable"])  # type: ignore[index]
+
+            wait_for(derived_stable, "the derived series to arrive and become stable")
+            time.sleep(3)  # grace for a (wrong) forward of the derived series to show up
+            assert node.spool.pending() == {} and node.spool.jobs() == []
+            assert node.sent_series == 1  # the derived series was not routed back
+            (derived,) = derived_series(orthanc, source.StudyInstanceUID, source.SeriesInstanceUID)
+            assert len(derived["Instances"]) == 3
+        finally:
+            node.stop()
