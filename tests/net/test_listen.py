@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medsr.cli.listen import server_tls
 from medsr.errors import ConfigError
 from medsr.infer.model_source import load_model
 from medsr.net.listen import (
@@ -259,3 +263,38 @@ def test_deidentified_output_keeps_one_mapping_across_restarts(make_node, ct_ser
     restarted = make_node(Recorder(), upscale=upscale)
     assert restarted.deid_state is not None and node.deid_state is not None
     assert restarted.deid_state.map_uid(source.StudyInstanceUID) == derived.StudyInstanceUID
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_only_with_a_server_certificate(make_node, tmp_path):
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subject = ["-subj", "/CN=medsr-test", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            *subject,
+            *files,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    node = make_node(ssl_context=server_tls(str(cert), str(key), None))
+    assert not associate(node).is_established  # plain DICOM is not spoken
+    ae = pynetdicom.AE(ae_title="TESTER")
+    ae.add_requested_context(Verification)
+    client = ssl.create_default_context(cafile=str(cert))
+    assert node.address is not None
+    assoc = ae.associate("127.0.0.1", node.address[1], tls_args=(client, "127.0.0.1"))
+    assert assoc.is_established
+    assert int(assoc.send_c_echo().Status) == SUCCESS
+    assoc.release()
+    with pytest.raises(ConfigError, match="need --tls-cert"):
+        server_tls(None, str(key), None)
