@@ -298,3 +298,15 @@ def test_tls_only_with_a_server_certificate(make_node, tmp_path):
     assoc.release()
     with pytest.raises(ConfigError, match="need --tls-cert"):
         server_tls(None, str(key), None)
+
+
+def test_the_command_refuses_unsafe_or_bad_settings(tmp_path, capsys):
+    from medsr.cli import main
+
+    base = ["listen", "--spool", str(tmp_path / "spool"), "--model", "bicubic", "--scale", "2"]
+    assert main([*base, "--host", "0.0.0.0", "--send-to", "PACS@127.0.0.1:104"]) == 2
+    assert "--allow-aet" in capsys.readouterr().err
+    assert main([*base, "--send-to", "PACS@127.0.0.1"]) == 2
+    assert "'PACS@127.0.0.1' is not AE@host:port" in capsys.readouterr().err
+    assert main([*base, "--stow", "http://u:p@127.0.0.1:1/dicom-web"]) == 2
+    assert "MEDSR_DICOMWEB_TOKEN" in capsys.readouterr().err
