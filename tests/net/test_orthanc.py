@@ -20,8 +20,11 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medsr.cli import main
+from medsr.infer.model_source import load_model
+from medsr.net.dimse import Destination
+from medsr.net.listen import CStoreSender, ListenOptions, Node, StowSender, UpscaleOptions
 from tests.io.test_write import DCIODVFY, dciodvfy_errors
-from tests.net.conftest import Orthanc, wait_for
+from tests.net.conftest import Orthanc, running_orthanc, wait_for
 from tests.test_privacy import assert_clean
 
 pynetdicom = pytest.importorskip("pynetdicom")
@@ -51,7 +54,7 @@ class Listener:
             "--allow-aet",
             "TESTER",
             "--quiet",
-            "3",
+            "6",  # well above the time between the restart and the rest of the series
             "--retry-seconds",
             "1",
             "--model",
@@ -131,27 +134,45 @@ def scu(port: int, aet: str = "TESTER"):
     return ae.associate("127.0.0.1", port, ae_title="MEDSR")
 
 
-def test_orthanc_forwards_a_series_and_gets_the_derived_series_back_by_stow(
-    orthanc, ct_series, tmp_path, listeners
-):
-    listener = Listener(
-        tmp_path / "spool", orthanc.medsr_port, tmp_path / "listen.log", "--stow", orthanc.dicomweb
+def in_process_node(orthanc: Orthanc, spool: Path, sender) -> Node:
+    """A node in this process (faster to start than ``medsr listen``; the process itself is
+    tested in the kill test)."""
+    return Node(
+        ListenOptions(
+            spool=spool,
+            port=orthanc.medsr_port,
+            allowed_aets=("ORTHANC",),
+            quiet_seconds=1,
+            poll_seconds=0.2,
+        ),
+        UpscaleOptions(model="bicubic", scale=2, device="cpu", tile=0),
+        sender,
+        model=load_model("bicubic", scale=2),
     )
-    listeners.append(listener)
-    listener.start()
-    paths = ct_series(4)
-    source = pydicom.dcmread(paths[0])
-    series_id = orthanc.upload(paths)
-    # the REST forward of docs/pacs.md: Orthanc C-STOREs the series to the "medsr" modality
-    body = json.dumps({"Resources": [series_id], "Synchronous": True}).encode()
-    orthanc.request("/modalities/medsr/store", body)
 
-    def arrived() -> list[dict]:
-        found = derived_series(orthanc, source.StudyInstanceUID, source.SeriesInstanceUID)
-        return found if found and len(found[0]["Instances"]) == 4 else []
 
-    wait_for(arrived, "the derived series in Orthanc")
-    wait_for(lambda: spool_empty(tmp_path / "spool"), "the spool to empty")
+def test_orthanc_forwards_a_series_and_gets_the_derived_series_back_by_stow(
+    orthanc, ct_series, tmp_path, caplog
+):
+    caplog.set_level("DEBUG")
+    node = in_process_node(orthanc, tmp_path / "spool", StowSender(orthanc.dicomweb))
+    node.start()
+    try:
+        paths = ct_series(4)
+        source = pydicom.dcmread(paths[0])
+        series_id = orthanc.upload(paths)
+        # the REST forward of docs/pacs.md: Orthanc C-STOREs the series to the "medsr" modality
+        body = json.dumps({"Resources": [series_id], "Synchronous": True}).encode()
+        orthanc.request("/modalities/medsr/store", body)
+
+        def arrived() -> list[dict]:
+            found = derived_series(orthanc, source.StudyInstanceUID, source.SeriesInstanceUID)
+            return found if found and len(found[0]["Instances"]) == 4 else []
+
+        wait_for(arrived, "the derived series in Orthanc")
+        wait_for(lambda: spool_empty(tmp_path / "spool"), "the spool to empty")
+    finally:
+        node.stop()
     (derived,) = derived_series(orthanc, source.StudyInstanceUID, source.SeriesInstanceUID)
     assert len(derived["Instances"]) == 4  # all slices, none twice
     assert derived["MainDicomTags"]["SeriesInstanceUID"] != source.SeriesInstanceUID
@@ -165,7 +186,7 @@ def test_orthanc_forwards_a_series_and_gets_the_derived_series_back_by_stow(
         if DCIODVFY:
             new = dciodvfy_errors(path) - dciodvfy_errors(paths[0])
             assert not new, f"dciodvfy errors not in the input: {new}"
-    log = listener.text()
+    log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("medsr"))
     assert "instance(s) sent (STOW-RS" in log
     assert_clean(log)
     assert not UID.search(log)
@@ -189,14 +210,15 @@ def test_killed_mid_series_loses_nothing_sends_nothing_twice_and_refuses_bad_inp
     second = Listener(spool, orthanc.medsr_port, log, *destination)
     listeners.append(second)
     second.start()
-    assert not scu(orthanc.medsr_port, aet="INTRUDER").is_established  # not on the list
+    # the rest of the series first: it must arrive within the quiet period after the restart
     assoc = scu(orthanc.medsr_port)
+    assert [int(assoc.send_c_store(p).Status) for p in paths[2:]] == [0, 0, 0]
     bad = pydicom.dcmread(paths[2])
     bad.PixelData = bad.PixelData[:-3000]
     assert int(assoc.send_c_store(bad).Status) == 0xA900  # refused, the node carries on
-    assert [int(assoc.send_c_store(p).Status) for p in paths[2:]] == [0, 0, 0]
     assert int(assoc.send_c_echo().Status) == 0
     assoc.release()
+    assert not scu(orthanc.medsr_port, aet="INTRUDER").is_established  # not on the list
 
     def arrived() -> list[dict]:
         found = orthanc.series_of_study(source.StudyInstanceUID)
@@ -243,26 +265,11 @@ def docs_lua() -> str:
 
 
 def test_the_lua_route_of_the_docs_forwards_ct_series_once(ct_series, tmp_path):
-    from medsr.infer.model_source import load_model
-    from medsr.net.dimse import Destination
-    from medsr.net.listen import CStoreSender, ListenOptions, Node, UpscaleOptions
-    from tests.net.conftest import running_orthanc
-
     (tmp_path / "route.lua").write_text(docs_lua())
     extra = {"LuaScripts": [str(tmp_path / "route.lua")], "StableAge": 1}
     with running_orthanc(tmp_path / "orthanc", **extra) as orthanc:
-        node = Node(
-            ListenOptions(
-                spool=tmp_path / "spool",
-                port=orthanc.medsr_port,
-                allowed_aets=("ORTHANC",),
-                quiet_seconds=1,
-                poll_seconds=0.2,
-            ),
-            UpscaleOptions(model="bicubic", scale=2, device="cpu", tile=0),
-            CStoreSender(Destination.parse(orthanc.destination)),
-            model=load_model("bicubic", scale=2),
-        )
+        sender = CStoreSender(Destination.parse(orthanc.destination))
+        node = in_process_node(orthanc, tmp_path / "spool", sender)
         node.start()
         try:
             paths = ct_series(3)
