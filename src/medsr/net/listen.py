@@ -12,6 +12,7 @@ exponential back-off. Logs name series by a keyed hash, never by UID or patient 
 
 from __future__ import annotations
 
+import hmac
 import io
 import ipaddress
 import logging
@@ -209,8 +210,11 @@ class Node:
         from medsr.io.deidentify import KEY_ENV_VAR, DeidentificationState
 
         # a restart must map UIDs as before (a series split by a restart stays one series):
-        # without a key, the spool's own secret is the key
-        key = self.upscale.deid_key or os.environ.get(KEY_ENV_VAR) or self.spool.secret
+        # without a key, one derived from the spool's secret (not the secret itself, which
+        # keys the names in logs: those must not be linkable to the output's UIDs)
+        key = self.upscale.deid_key or os.environ.get(KEY_ENV_VAR)
+        if not key:
+            key = hmac.new(self.spool.secret, b"medsr listen --deidentify", "sha256").digest()
         return DeidentificationState(key=key)
 
     # -- the Storage SCP ------------------------------------------------------------------------
@@ -244,7 +248,8 @@ class Node:
 
     def _on_rejected(self, event: Any) -> None:
         logger.warning(
-            "association from %s (AE %s) rejected: calling AE title not allowed",
+            "association from %s (AE %s) rejected (calling AE title not allowed, or too many "
+            "associations)",
             event.assoc.requestor.address,
             event.assoc.requestor.ae_title,
         )
