@@ -22,6 +22,7 @@ from medsr.cli import (
     evaluate,
     export,
     info,
+    listen,
     models,
     pair,
     prepare,
@@ -45,6 +46,7 @@ COMMANDS: dict[str, ModuleType] = {
     "export": export,
     "demo": demo,
     "serve": serve,
+    "listen": listen,
     "evaluate": evaluate,
     "benchmark": benchmark,
 }

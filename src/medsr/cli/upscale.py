@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
+from medsr.cli.dicomweb import add_dicomweb_arguments, uses_dicomweb, with_dicomweb
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
@@ -170,6 +171,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_deidentify_arguments(p)
     add_batch_arguments(p)
     add_self_supervised_arguments(p)
+    add_dicomweb_arguments(p)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -381,6 +383,8 @@ def progress_bar() -> Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    if uses_dicomweb(args):  # URL inputs fetched to a folder, --to stored after (docs/pacs.md)
+        return with_dicomweb(args, run)
     if args.self_supervised:
         # a folder tree is fine (one model per volume, one process); sharding and manifests
         # are batch-mode features the self-supervised path does not have
