@@ -119,7 +119,7 @@ def main() -> None:
         f"--threads {args.threads}`.",
         "",
         "| candidate | arch | parameters (deployed) | val PSNR dB | gain over bicubic dB | "
-        "train s/step | CPU h to here | infer ms (256² -> x) | dB per infer ms | "
+        "train s/step | CPU h to here | infer ms (256² -> x) | dB per infer second | "
         "dB per train CPU h |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -127,7 +127,7 @@ def main() -> None:
         shape = ", ".join(f"{k} {v}" for k, v in params.items() if k != "global_skip")
         lines.append(
             f"| {name} | {arch} ({shape}) | {n_params:,} | {run['psnr']:.2f} | {gain:+.3f} | "
-            f"{run['step_seconds']:.2f} | {hours:.2f} | {ms:.1f} | {gain / ms:.4f} | "
+            f"{run['step_seconds']:.2f} | {hours:.2f} | {ms:.1f} | {1000 * gain / ms:.2f} | "
             f"{gain / hours:.2f} |"
         )
     lines.append("")
