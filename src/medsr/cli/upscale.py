@@ -553,11 +553,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
     import copy
     import secrets
 
+    from medsr import distributed as ddp
     from medsr.infer.batch import DIST_TIMEOUT, ItemResult, has_previous_run, run_batch
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
     from medsr.io.deidentify import DeidentificationState
-    from medsr.train import ddp
 
     out = Path(args.output)
     info = ddp.setup(args.device, timeout=DIST_TIMEOUT)

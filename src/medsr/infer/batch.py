@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from medsr.errors import ConfigError, MedsrError, WriteError
 
 if TYPE_CHECKING:
-    from medsr.train.ddp import DistInfo
+    from medsr.distributed import DistInfo
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -458,7 +458,7 @@ def run_batch(
     a leftover of a killed run) or with ``overwrite``; in a fresh run it is an error for
     that input, so a first run never silently replaces files it did not make.
     """
-    from medsr.train.ddp import DistInfo, barrier, broadcast_object, gather_objects
+    from medsr.distributed import DistInfo, barrier, broadcast_object, gather_objects
 
     info = dist_info if dist_info is not None else DistInfo()
     out = Path(out)
