@@ -1,7 +1,8 @@
 """``read(path) -> Image``: any supported medical or plain image format, detected by content.
 
 The file's first bytes decide its format (the name's suffix only has to agree), so a renamed or
-truncated file gets an error that names the real problem.
+truncated file gets an error that names the real problem. pydicom is imported when the first
+DICOM is read, so that ``import medsr.io`` (and ``medsr --help``) stays fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 
 from medsr.errors import CorruptFileError, ReadError, UnsupportedFormatError
-from medsr.io import dicom, formats, nifti
+from medsr.io import formats, nifti
 from medsr.io.image import Image
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def read(
     if not path.exists():
         raise ReadError(path, "no such file or folder")
     if path.is_dir():
+        from medsr.io import dicom
+
         image = dicom.read_series(path, max_pixels=max_pixels, series_uid=series_uid)
     else:
         image = _read_file(path, max_pixels=max_pixels, key=key)
@@ -114,6 +117,8 @@ def _read_file(path: Path, *, max_pixels: int, key: str | None) -> Image:
     if detected is None:
         # DICOM without a preamble (old files, Siemens .ima) is only recognisable by parsing.
         if expected in (None, "dicom"):
+            from medsr.io import dicom
+
             return dicom.read_file(path, max_pixels=max_pixels)
         raise UnsupportedFormatError(
             path, f"content is not {expected.upper()} (the file may be truncated or misnamed)"
@@ -127,6 +132,8 @@ def _read_file(path: Path, *, max_pixels: int, key: str | None) -> Image:
             detected,
         )
     if detected == "dicom":
+        from medsr.io import dicom
+
         return dicom.read_file(path, max_pixels=max_pixels)
     if detected == "nifti":
         return nifti.read(path, max_pixels=max_pixels)
