@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
+from medsr.cli.progress import Progress
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
@@ -41,8 +42,6 @@ from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 from medsr.io.write import SUFFIXES
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from medsr.infer.batch import BatchItem, ItemResult
     from medsr.infer.model_source import SRModel
     from medsr.infer.upscale import UpscaleResult
@@ -154,6 +153,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default a bar on a terminal, else a plain line every "
+        "10 s: input k of n, percent done, ETA)",
+    )
     add_deidentify_arguments(p)
     add_batch_arguments(p)
     add_self_supervised_arguments(p)
@@ -290,21 +296,10 @@ def _describe_model(model: SRModel) -> str:
     return f"{model.name} x{model.scale} ({kind})"
 
 
-def progress_bar() -> Progress:
-    """The per-input progress bar of ``medsr upscale`` (on stderr; off when not a terminal)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    err = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+def progress_bar(quiet: bool = False) -> Progress:
+    """The per-input progress of ``medsr upscale`` on stderr: a bar on a terminal, plain
+    periodic lines otherwise (:mod:`medsr.cli.progress`)."""
+    return Progress("medsr upscale", quiet=quiet)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -347,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     for path in skipped:
         print(f"skipped {path} (not an image)")
 
-    progress = progress_bar()
+    progress = progress_bar(quiet=args.quiet)
     outcomes: list[Outcome] = []
     used: set[Path] = set()
     with progress:
@@ -366,7 +361,8 @@ def run(args: argparse.Namespace) -> int:
                 print(_summary_line(outcome, model))
             else:
                 print(f"FAILED {job.label}: {outcome.error}", file=sys.stderr)
-    _print_table(outcomes, model)
+    if len(outcomes) > 1:  # one input: its ok line says it all
+        _print_table(outcomes, model)
     failed = sum(o.error is not None for o in outcomes)
     print(
         f"{len(outcomes) - failed} of {len(outcomes)} inputs upscaled"
