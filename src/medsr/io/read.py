@@ -85,23 +85,33 @@ def read(
     *,
     max_pixels: int = MAX_PIXELS,
     series_uid: str | None = None,
+    series: int | None = None,
     key: str | None = None,
     modality: str | None = None,
 ) -> Image:
     """Read an image or volume, in physical units with its geometry.
 
     ``path`` is a file (DICOM, NIfTI, PNG, JPEG, TIFF, NPY, NPZ, MAT) or a folder holding one
-    DICOM series (``series_uid`` picks one when it holds several). ``key`` names the array in
+    DICOM series; when it holds several, ``series`` picks one by its 1-based index in
+    :func:`medsr.io.series.list_folder` (or ``series_uid`` by its UID). ``key`` names the array in
     NPZ/MAT files that hold several. ``modality`` overrides the modality (formats without one
     default to ``OT``). Raises a ``medsr.errors.ReadError`` subclass naming the file and problem.
     """
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder")
+    if series is not None and series_uid is not None:
+        raise ReadError(path, "give series (an index) or series_uid, not both")
     if path.is_dir():
         from medsr.io import dicom
 
+        if series is not None:
+            from medsr.io.series import list_folder, pick
+
+            series_uid = pick(path, list_folder(path), series).uid
         image = dicom.read_series(path, max_pixels=max_pixels, series_uid=series_uid)
+    elif series is not None and series != 1:
+        raise ReadError(path, f"series {series}: a file holds one series (--series is for folders)")
     else:
         image = _read_file(path, max_pixels=max_pixels, key=key)
     if modality is not None:
