@@ -7,8 +7,9 @@ import contextlib
 import pytest
 import torch
 
+from medsr.distributed import DistInfo
 from medsr.models import build_discriminator, build_generator
-from medsr.train import ddp, parse_config, train
+from medsr.train import parse_config, train
 from medsr.train.config import (
     AdversarialLossConfig,
     FeatureMatchingLossConfig,
@@ -48,7 +49,7 @@ def make_stepper(losses_config, *, d_arch="dcgan", neighbours=0, d_params=None, 
         g_schedule=Schedule(g_opt, ScheduleConfig(), base_lr=1e-3, total_steps=10),
         grad_clip=clip,
         autocast=contextlib.nullcontext,
-        dist=ddp.DistInfo(),
+        dist=DistInfo(),
         discriminator_pair=DiscriminatorPair(d),
         discriminator_raw=d,
         d_optimizer=d_opt,

@@ -3,53 +3,67 @@
 Each command lives in its own module of this package with two functions:
 ``add_parser(subparsers)`` (declares its arguments) and ``run(args) -> int``. ``COMMANDS``
 lists them explicitly; nothing is discovered by scanning.
+
+Building the parser imports every command module, so a module's top level stays light: no
+torch, pydicom, rich or web stack (tests/cli/test_light.py checks it). Heavy imports happen
+inside ``run`` (or the modules it calls), so ``medsr --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from medsr import __version__
-from medsr.cli import (
-    benchmark,
-    convert,
-    deidentify,
-    demo,
-    evaluate,
-    export,
-    info,
-    listen,
-    models,
-    pair,
-    prepare,
-    serve,
-    study,
-    train,
-    upscale,
-)
 from medsr.errors import MedsrError
 
-COMMANDS: dict[str, ModuleType] = {
-    "info": info,
-    "convert": convert,
-    "deidentify": deidentify,
-    "models": models,
-    "study": study,
-    "prepare": prepare,
-    "pair": pair,
-    "train": train,
-    "upscale": upscale,
-    "export": export,
-    "demo": demo,
-    "serve": serve,
-    "listen": listen,
-    "evaluate": evaluate,
-    "benchmark": benchmark,
+COMMANDS: dict[str, str] = {
+    "info": "medsr.cli.info",
+    "convert": "medsr.cli.convert",
+    "deidentify": "medsr.cli.deidentify",
+    "models": "medsr.cli.models",
+    "study": "medsr.cli.study",
+    "prepare": "medsr.cli.prepare",
+    "pair": "medsr.cli.pair",
+    "train": "medsr.cli.train",
+    "upscale": "medsr.cli.upscale",
+    "export": "medsr.cli.export",
+    "demo": "medsr.cli.demo",
+    "serve": "medsr.cli.serve",
+    "listen": "medsr.cli.listen",
+    "evaluate": "medsr.cli.evaluate",
+    "benchmark": "medsr.cli.benchmark",
 }
+"""Command name -> the module holding its ``add_parser`` and ``run``."""
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of command ``name`` (imported on first use)."""
+    return importlib.import_module(COMMANDS[name])
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version"
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from medsr import __version__
+
+        print(f"medsr {__version__}")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medsr",
         description="Medical image super-resolution: read, degrade, train, evaluate, upscale.",
     )
-    parser.add_argument("--version", action="version", version=f"medsr {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of unexpected errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS.values():
-        module.add_parser(sub)
+    for name in COMMANDS:
+        command_module(name).add_parser(sub)
     return parser
 
 
@@ -85,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return int(COMMANDS[args.command].run(args) or 0)
+        return int(command_module(args.command).run(args) or 0)
     except MedsrError as error:
         print(f"medsr {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -34,7 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from results.csv")
     p.add_argument("--no-figures", action="store_true", help="skip the figure grids")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        "--no-progress",
+        dest="no_progress",
+        action="store_true",
+        help="no progress on stderr (by default a bar on a terminal, else a plain line every 10 s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

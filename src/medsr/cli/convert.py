@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
-from medsr.io import READABLE, WRITABLE, read, write
+from medsr.cli.info import add_series_arguments
+from medsr.io import READABLE, WRITABLE
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="image file or DICOM series folder")
     p.add_argument("output", help="output file, or folder for a DICOM series")
     p.add_argument("--format", choices=WRITABLE, help="output format (default: from the suffix)")
-    p.add_argument("--series-uid", help="the series to read when a folder holds several")
+    add_series_arguments(p)
     p.add_argument("--key", help="the array to read from an NPZ/MAT file holding several")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     add_deidentify_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    image = read(args.input, series_uid=args.series_uid, key=args.key)
+    from medsr.io import read, write
+
+    image = read(args.input, series=args.series, series_uid=args.series_uid, key=args.key)
     written = write(
         image,
         args.output,
@@ -38,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     )
     shape = " x ".join(str(n) for n in image.array.shape)
     where = written[0] if len(written) == 1 else f"{len(written)} files in {written[0].parent}"
-    print(f"wrote {where} ({shape}, spacing {' x '.join(f'{s:g}' for s in image.spacing)} mm)")
+    print(f"wrote {where} ({shape}, spacing {' x '.join(f'{s:.4g}' for s in image.spacing)} mm)")
     return 0

@@ -10,17 +10,18 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medsr.errors import ConfigError, FileError
-from medsr.io.deidentify import (
-    KEY_ENV_VAR,
-    DeidentificationState,
-    DeidentifyOptions,
-    deidentify_file,
-    deidentify_tree,
-)
+
+if TYPE_CHECKING:
+    from medsr.io.deidentify import DeidentificationState, DeidentifyOptions
 
 logger = logging.getLogger(__name__)
+
+# The value of medsr.io.deidentify.KEY_ENV_VAR, repeated so that building the parser does not
+# import pydicom (tests/cli/test_light.py checks that they agree).
+KEY_ENV_VAR = "MEDSR_DEID_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,6 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.io.deidentify import DeidentificationState, DeidentifyOptions
+
     options = DeidentifyOptions(
         shift_days=args.shift_dates,
         keep_private=args.keep_private,
@@ -97,6 +100,8 @@ def _run_file(
         dst = dst / src.name
     if dst.resolve() == src.resolve():
         raise ConfigError("the output file must not be the input file")
+    from medsr.io.deidentify import deidentify_file
+
     try:
         report = deidentify_file(src, dst, state, options, label=src.name)
     except FileError as error:
@@ -114,6 +119,8 @@ def _run_tree(
 ) -> int:
     def progress(index: int, total: int, rel: str) -> None:
         logger.info("[%d/%d] %s", index, total, rel)
+
+    from medsr.io.deidentify import deidentify_tree
 
     summary = deidentify_tree(src, dst, state, options, progress=progress)
     for rel in summary.skipped:
@@ -149,5 +156,7 @@ def deidentification_state(args: argparse.Namespace) -> DeidentificationState | 
     """One state for the whole run when ``--deidentify`` was given, else None."""
     if not getattr(args, "deidentify", False):
         return None
+    from medsr.io.deidentify import DeidentificationState
+
     key = args.deid_key if args.deid_key is not None else os.environ.get(KEY_ENV_VAR) or None
     return DeidentificationState(key=key)

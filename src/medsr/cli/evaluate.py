@@ -34,34 +34,15 @@ resume: rows already in --out are kept and skipped (an interrupted run continues
 
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
-    if not enabled:
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """Progress on stderr (a bar on a terminal, plain periodic lines otherwise, nothing when
+    not ``enabled``); yields ``update(done, total)``."""
+    from medsr.cli.progress import Progress
 
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=None)
+    with Progress("medsr", overall=False, quiet=not enabled) as progress:
+        task = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total)
 
         yield update
 
@@ -118,7 +99,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=int, metavar="PX", help="tile overlap in LR pixels")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for the model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        "--no-progress",
+        dest="no_progress",
+        action="store_true",
+        help="no progress on stderr (by default a bar on a terminal, else a plain line every 10 s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from medsr.data.pairing import pair_series, series_slices, write_pairs
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.data.pairing import pair_series, series_slices, write_pairs
+
     lr = series_slices(args.lr, series_uid=args.lr_series_uid)
     hr = series_slices(args.hr, series_uid=args.hr_series_uid)
     pairing = pair_series(lr, hr, tolerance=args.tolerance, angle_tolerance=args.angle_tolerance)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from medsr.data.manifest import DEFAULT_SLICE_AXIS, PrepareOptions, prepare
+from medsr.data.scan import DEFAULT_SLICE_AXIS
 from medsr.errors import ConfigError
 from medsr.transforms.intensity import CT_WINDOWS, METHODS
+
+if TYPE_CHECKING:
+    from medsr.data.manifest import PrepareOptions
 
 EPILOG = f"""\
 slice axis (--slice-axis): the axis of the array as medsr reads it that is cut into 2D
@@ -147,6 +151,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> PrepareOptions:
+    from medsr.data.manifest import PrepareOptions
+
     resize = None
     if args.resize:
         if len(args.resize) not in (1, 2):
@@ -178,6 +184,8 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.data.manifest import prepare
+
     result = prepare(args.sources, args.out, options_from_args(args), overwrite=args.overwrite)
     report = result.report
     heads = ("volumes", "slices", "blank_removed", "duplicate_removed", "kept", "subjects")

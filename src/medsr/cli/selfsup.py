@@ -81,13 +81,8 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     """Run ``medsr upscale --self-supervised`` over the inputs; 1 if any failed."""
 
     from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.upscale import (
-        check_outputs,
-        discover,
-        output_root,
-        output_target,
-        progress_bar,
-    )
+    from medsr.cli.progress import Progress
+    from medsr.cli.upscale import check_outputs, discover, output_root, output_target
     from medsr.infer.outputs import OutputLedger
     from medsr.infer.selfsup import self_supervised_upscale
     from medsr.infer.upscale import fit_to_output
@@ -108,9 +103,10 @@ def run_self_supervised(args: argparse.Namespace) -> int:
     state = deidentification_state(args)
     for path in skipped:
         print(f"skipped {path} (not an image)")
-    progress = progress_bar()
+    progress = Progress("medsr upscale --self-supervised", quiet=args.quiet)
     failed = 0
     with progress:
+        overall = progress.add_task("inputs", total=len(jobs))
         for job in jobs:
             task = progress.add_task(f"{job.path.name}: train + apply", total=None)
 
@@ -156,6 +152,7 @@ def run_self_supervised(args: argparse.Namespace) -> int:
                 continue
             finally:
                 progress.remove_task(task)
+                progress.advance(overall)
             shown = target if len(written) != 1 else written[0]
             fidelity = result.fidelity_psnr
             print(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
 from medsr.cli.dicomweb import add_dicomweb_arguments, uses_dicomweb, with_dicomweb
+from medsr.cli.progress import Progress
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
@@ -47,8 +48,6 @@ from medsr.io.read import SUFFIX_FORMATS, sniff, suffix_of
 from medsr.io.write import SUFFIXES
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from medsr.infer.batch import BatchItem, ItemResult
     from medsr.infer.model_source import SRModel
     from medsr.infer.upscale import UpscaleResult
@@ -167,6 +166,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace earlier outputs of medsr (those listed in OUT/.medsr-outputs or an "
         "earlier batch manifest); other existing files are never replaced",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default a bar on a terminal, else a plain line every "
+        "10 s: input k of n, percent done, ETA)",
     )
     add_deidentify_arguments(p)
     add_batch_arguments(p)
@@ -365,21 +371,10 @@ def _describe_model(model: SRModel) -> str:
     return f"{model.name} x{model.scale} ({kind})"
 
 
-def progress_bar() -> Progress:
-    """The per-input progress bar of ``medsr upscale`` (on stderr; off when not a terminal)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    err = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+def progress_bar(quiet: bool = False) -> Progress:
+    """The per-input progress of ``medsr upscale`` on stderr: a bar on a terminal, plain
+    periodic lines otherwise (:mod:`medsr.cli.progress`)."""
+    return Progress("medsr upscale", quiet=quiet)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -426,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
     for path in skipped:
         print(f"skipped {path} (not an image)")
 
-    progress = progress_bar()
+    progress = progress_bar(quiet=args.quiet)
     outcomes: list[Outcome] = []
     used: set[Path] = set()
     with progress:
@@ -445,7 +440,8 @@ def run(args: argparse.Namespace) -> int:
                 print(_summary_line(outcome, model))
             else:
                 print(f"FAILED {job.label}: {outcome.error}", file=sys.stderr)
-    _print_table(outcomes, model)
+    if len(outcomes) > 1:  # one input: its ok line says it all
+        _print_table(outcomes, model)
     failed = sum(o.error is not None for o in outcomes)
     print(
         f"{len(outcomes) - failed} of {len(outcomes)} inputs upscaled"
@@ -684,11 +680,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
     import copy
     import secrets
 
+    from medsr import distributed as ddp
     from medsr.infer.batch import DIST_TIMEOUT, ItemResult, has_previous_run, run_batch
     from medsr.infer.model_source import load_model
     from medsr.infer.runtime import get_runner
     from medsr.io.deidentify import DeidentificationState
-    from medsr.train import ddp
 
     out = Path(args.output)
     info = ddp.setup(args.device, timeout=DIST_TIMEOUT)

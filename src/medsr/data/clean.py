@@ -30,8 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from medsr.errors import ConfigError
 
@@ -110,6 +108,11 @@ class PlaneTransform:
 
 
 def _resize(volume: np.ndarray, size: tuple[int, int], *, mask: bool) -> np.ndarray:
+    # torch only here (antialiased bicubic), so that preparing without --resize and the CLI's
+    # parser do not pay its import time.
+    import torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.asarray(volume, dtype=np.float32))[:, None]
     mode = "bilinear" if mask else "bicubic"
     out = F.interpolate(t, size=size, mode=mode, antialias=True, align_corners=False)[:, 0]

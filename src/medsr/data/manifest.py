@@ -46,7 +46,7 @@ import numpy as np
 
 from medsr import __version__
 from medsr.data import clean, splits
-from medsr.data.scan import VolumeEntry, scan
+from medsr.data.scan import DEFAULT_SLICE_AXIS, VolumeEntry, scan
 from medsr.data.subjects import (
     Subject,
     compile_subject_regex,
@@ -230,10 +230,6 @@ def read_manifest(path: str | Path) -> list[SliceRecord]:
 
 
 # -- options ------------------------------------------------------------------------------------
-DEFAULT_SLICE_AXIS: dict[str, int] = {"npz": 2, "npy": 2}
-"""Slice axis by source format when none is given. ``npz``/``npy`` arrays are usually
-``(H, W, S)`` dumps with the slices last; every other reader already returns ``(Z, Y, X)``
-(DICOM slice order, NIfTI third voxel axis, TIFF pages, MAT third dimension)."""
 
 _MODALITY_WORDS = {
     "MR": {"mr", "mri", "mrt"},

@@ -77,11 +77,15 @@ def series_slices(path: str | Path, *, series_uid: str | None = None) -> SeriesS
         raise ReadError(path, "no DICOM image files in this folder")
     if series_uid is not None:
         if series_uid not in groups:
-            raise MixedSeriesError(path, f"series {series_uid} not found; found {sorted(groups)}")
+            raise MixedSeriesError(
+                path, f"no series with that SeriesInstanceUID; {dicom.series_choices(groups)}"
+            )
         members = groups[series_uid]
     elif len(groups) > 1:
         raise MixedSeriesError(
-            path, f"the folder holds {len(groups)} series {sorted(groups)}; choose one"
+            path,
+            f"{dicom.series_choices(groups)}; put each series in its own folder or name one "
+            "with --lr-series-uid / --hr-series-uid",
         )
     else:
         members = next(iter(groups.values()))

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsr.errors import ConfigError, MedsrError
-from medsr.io import dicom
 from medsr.io.read import SUFFIX_FORMATS, suffix_of
 
 logger = logging.getLogger(__name__)
@@ -46,6 +45,11 @@ MASK_WORDS = ("mask", "seg", "label")
 _MASK_WORD = re.compile(r"[-_. ]*(?:mask|seg(?:mentation)?|labels?)[-_. ]*", re.IGNORECASE)
 # DICOM objects with Rows/Columns that are not images to super-resolve.
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTDOSE", "RTPLAN", "PR", "SR", "KO", "REG"})
+
+DEFAULT_SLICE_AXIS: dict[str, int] = {"npz": 2, "npy": 2}
+"""Slice axis by source format when none is given. ``npz``/``npy`` arrays are usually
+``(H, W, S)`` dumps with the slices last; every other reader already returns ``(Z, Y, X)``
+(DICOM slice order, NIfTI third voxel axis, TIFF pages, MAT third dimension)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,11 @@ def _is_dicom(path: Path) -> bool:
     suffix = suffix_of(path)
     if suffix in DICOM_SUFFIXES:
         return True
-    return suffix not in IMAGE_SUFFIXES and dicom.has_dicom_preamble(path)
+    if suffix in IMAGE_SUFFIXES:
+        return False
+    from medsr.io import dicom  # pydicom loads with the first DICOM candidate
+
+    return dicom.has_dicom_preamble(path)
 
 
 def _walk(root: Path) -> list[tuple[Path, list[Path]]]:
@@ -112,6 +120,8 @@ def _walk(root: Path) -> list[tuple[Path, list[Path]]]:
 def _dicom_series(
     folder: Path, files: list[Path], root: Path, dataset: str, result: ScanResult
 ) -> None:
+    from medsr.io import dicom
+
     try:
         groups = dicom.list_series(files)
     except MedsrError as error:

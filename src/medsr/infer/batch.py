@@ -45,7 +45,7 @@ from medsr.errors import ConfigError, MedsrError, WriteError
 from medsr.infer.outputs import OutputLedger, not_an_output
 
 if TYPE_CHECKING:
-    from medsr.train.ddp import DistInfo
+    from medsr.distributed import DistInfo
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -491,7 +491,7 @@ def run_batch(
     output; otherwise, and always in a fresh run, it is an error for that input. A run never
     replaces files it did not make.
     """
-    from medsr.train.ddp import DistInfo, barrier, broadcast_object, gather_objects
+    from medsr.distributed import DistInfo, barrier, broadcast_object, gather_objects
 
     info = dist_info if dist_info is not None else DistInfo()
     out = Path(out)

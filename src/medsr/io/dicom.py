@@ -586,6 +586,15 @@ def list_series(
     return dict(groups)
 
 
+def series_choices(groups: dict[str, list[tuple[Path, Dataset]]]) -> str:
+    """The series of a folder by index, number, modality, size and file count, never by UID
+    or description (identifiers and free text: see :mod:`medsr.io.series`)."""
+    from medsr.io.series import choices_text, summarise
+
+    infos = summarise(groups)
+    return f"the folder holds {len(infos)} series: {choices_text(infos)}"
+
+
 def read_series(folder: Path, *, max_pixels: int, series_uid: str | None = None) -> Image:
     """All slices of one series in a folder (not recursive) as a volume ``(Z, Y, X)``."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -594,16 +603,13 @@ def read_series(folder: Path, *, max_pixels: int, series_uid: str | None = None)
         raise ReadError(folder, "no DICOM image files in this folder")
     if series_uid is not None:
         if series_uid not in groups:
-            raise MixedSeriesError(folder, f"series {series_uid} not found; found {sorted(groups)}")
+            raise MixedSeriesError(
+                folder, f"no series with that SeriesInstanceUID; {series_choices(groups)}"
+            )
         members = groups[series_uid]
     elif len(groups) > 1:
-        listed = "; ".join(
-            f"{uid} ({len(m)} files, {m[0][1].get('Modality', '?')} "
-            f"'{m[0][1].get('SeriesDescription', '')}')"
-            for uid, m in groups.items()
-        )
         raise MixedSeriesError(
-            folder, f"the folder holds {len(groups)} series: {listed}; choose one (series_uid=...)"
+            folder, f"{series_choices(groups)}; choose one with --series N (series=N in Python)"
         )
     else:
         members = next(iter(groups.values()))

@@ -1,7 +1,8 @@
 """``read(path) -> Image``: any supported medical or plain image format, detected by content.
 
 The file's first bytes decide its format (the name's suffix only has to agree), so a renamed or
-truncated file gets an error that names the real problem.
+truncated file gets an error that names the real problem. pydicom is imported when the first
+DICOM is read, so that ``import medsr.io`` (and ``medsr --help``) stays fast.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from medsr.errors import CorruptFileError, ReadError, UnsupportedFormatError
-from medsr.io import dicom, formats, nifti
+from medsr.io import formats, nifti
 from medsr.io.image import MAX_PIXELS, Image
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,15 @@ def read(
     *,
     max_pixels: int = MAX_PIXELS,
     series_uid: str | None = None,
+    series: int | None = None,
     key: str | None = None,
     modality: str | None = None,
 ) -> Image:
     """Read an image or volume, in physical units with its geometry.
 
     ``path`` is a file (DICOM, NIfTI, PNG, JPEG, TIFF, NPY, NPZ, MAT) or a folder holding one
-    DICOM series (``series_uid`` picks one when it holds several). ``key`` names the array in
+    DICOM series; when it holds several, ``series`` picks one by its 1-based index in
+    :func:`medsr.io.series.list_folder` (or ``series_uid`` by its UID). ``key`` names the array in
     NPZ/MAT files that hold several. ``modality`` overrides the modality (formats without one
     default to ``OT``). Raises a ``medsr.errors.ReadError`` subclass naming the file and problem.
     NaN or infinite values are kept as they are, with a warning that counts them
@@ -109,8 +112,18 @@ def read(
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder")
+    if series is not None and series_uid is not None:
+        raise ReadError(path, "give series (an index) or series_uid, not both")
     if path.is_dir():
+        from medsr.io import dicom
+
+        if series is not None:
+            from medsr.io.series import list_folder, pick
+
+            series_uid = pick(path, list_folder(path), series).uid
         image = dicom.read_series(path, max_pixels=max_pixels, series_uid=series_uid)
+    elif series is not None and series != 1:
+        raise ReadError(path, f"series {series}: a file holds one series (--series is for folders)")
     else:
         image = _read_file(path, max_pixels=max_pixels, key=key)
     if modality is not None:
@@ -134,6 +147,8 @@ def _read_file(path: Path, *, max_pixels: int, key: str | None) -> Image:
     if detected is None:
         # DICOM without a preamble (old files, Siemens .ima) is only recognisable by parsing.
         if expected in (None, "dicom"):
+            from medsr.io import dicom
+
             return dicom.read_file(path, max_pixels=max_pixels)
         raise UnsupportedFormatError(
             path, f"content is not {expected.upper()} (the file may be truncated or misnamed)"
@@ -147,6 +162,8 @@ def _read_file(path: Path, *, max_pixels: int, key: str | None) -> Image:
             detected,
         )
     if detected == "dicom":
+        from medsr.io import dicom
+
         return dicom.read_file(path, max_pixels=max_pixels)
     if detected == "nifti":
         return nifti.read(path, max_pixels=max_pixels)

@@ -1,4 +1,7 @@
-"""``write(image, path, like=source)``: DICOM (derived series), NIfTI, PNG, TIFF, NPY, NPZ."""
+"""``write(image, path, like=source)``: DICOM (derived series), NIfTI, PNG, TIFF, NPY, NPZ.
+
+The DICOM writer (and pydicom) is imported when the first DICOM is written.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsr.errors import WriteError
-from medsr.io import dicom_write, formats, nifti
+from medsr.io import formats, nifti
 from medsr.io.image import Image, Source
 from medsr.io.read import suffix_of
 from medsr.tempfiles import create_temp, file_mode
 
 if TYPE_CHECKING:
     from medsr.io.deidentify import DeidentificationState
+    from medsr.io.dicom_write import Finalize
 
 WRITABLE = ("dicom", "nifti", "png", "tiff", "npy", "npz")
 SUFFIXES = {
@@ -129,8 +133,10 @@ def _write_dicom(
     *,
     description: str,
     overwrite: bool,
-    finalize: dicom_write.Finalize | None,
+    finalize: Finalize | None,
 ) -> list[Path]:
+    from medsr.io import dicom_write
+
     is_file = suffix_of(path) in (".dcm", ".dicom", ".ima")
     with dicom_write.strict_writing():
         if source is None or source.format != "dicom" or not source.datasets:

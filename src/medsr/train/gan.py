@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from medsr.distributed import DistInfo, any_true
 from medsr.errors import ConfigError
 from medsr.losses import (
     AdversarialLoss,
@@ -41,7 +42,6 @@ from medsr.losses import (
     MSELoss,
     PerceptualLoss,
 )
-from medsr.train import ddp
 from medsr.train.config import LossesConfig, OptimizerConfig
 from medsr.train.schedules import Schedule
 
@@ -190,7 +190,7 @@ class Stepper:
         g_schedule: Schedule,
         grad_clip: float | None,
         autocast: Callable[[], contextlib.AbstractContextManager],
-        dist: ddp.DistInfo,
+        dist: DistInfo,
         discriminator_pair: nn.Module | None = None,
         discriminator_raw: nn.Module | None = None,
         d_optimizer: torch.optim.Optimizer | None = None,
@@ -240,7 +240,7 @@ class Stepper:
         grads = [p.grad for p in params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
         bad = ~torch.isfinite(loss.detach().float() + norm.float())
-        if ddp.any_true(bad, self.dist):
+        if any_true(bad, self.dist):
             optimizer.zero_grad(set_to_none=True)
             return True, norm.detach()
         if self.grad_clip is not None:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from medsr import __version__
+from medsr import __version__, distributed
 from medsr.errors import ConfigError, TrainingError
 from medsr.models import build_discriminator, build_generator, load, save
 from medsr.train import ddp
@@ -159,11 +159,11 @@ class Trainer:
         val_dataset: Dataset | None = None,
         config_path: str | Path | None = None,
     ) -> None:
-        self.dist = ddp.setup(config.train.device)
+        self.dist = distributed.setup(config.train.device)
         try:
             self._init(config, out_dir, resume, train_dataset, val_dataset, config_path)
         except BaseException:
-            ddp.teardown(self.dist)
+            distributed.teardown(self.dist)
             raise
 
     # ---------------------------------------------------------------------------- set-up
@@ -425,7 +425,7 @@ class Trainer:
             if self.csv is not None:
                 self.csv.close()
             self.tb.close()
-            ddp.teardown(self.dist)
+            distributed.teardown(self.dist)
         last = self.out / "checkpoints" / "last"
         return TrainResult(
             out_dir=self.out,
@@ -645,7 +645,7 @@ class Trainer:
                     "stage": stage.name,
                 }
                 self._save_model("best")
-        ddp.barrier(self.dist)
+        distributed.barrier(self.dist)
 
     def _save_model(self, name: str) -> Path:
         folder = self.out / "checkpoints" / name
@@ -660,7 +660,7 @@ class Trainer:
             if stage_folder:
                 self._save_model(stage.name)
             save_state(self._state(), self.state_path)
-        ddp.barrier(self.dist)
+        distributed.barrier(self.dist)
 
     def _state(self) -> dict[str, Any]:
         g_opt, g_sched, d_opt, d_sched = self._optimisers

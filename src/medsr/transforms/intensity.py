@@ -29,18 +29,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-import torch
 
 from medsr.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 logger = logging.getLogger(__name__)
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+
+
+def _is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch: if torch is not loaded yet, no
+    tensor can exist (this keeps ``medsr prepare`` and ``medsr --help`` free of torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
 
 CT_WINDOWS: dict[str, tuple[float, float]] = {
     "wide": (-1024.0, 3071.0),  # the full 12-bit CT range
@@ -53,8 +64,8 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 
 
 def _affine(x: ArrayT, low: float, high: float, clip: bool) -> ArrayT:
-    if isinstance(x, torch.Tensor):
-        t = x if x.is_floating_point() else x.to(torch.float32)
+    if _is_tensor(x):
+        t = x if x.is_floating_point() else x.float()
         y = (t - low) / (high - low)
         return y.clamp(0.0, 1.0) if clip else y
     a = np.asarray(x)
@@ -65,8 +76,8 @@ def _affine(x: ArrayT, low: float, high: float, clip: bool) -> ArrayT:
 
 
 def _affine_inverse(y: ArrayT, low: float, high: float) -> ArrayT:
-    if isinstance(y, torch.Tensor):
-        t = y if y.is_floating_point() else y.to(torch.float32)
+    if _is_tensor(y):
+        t = y if y.is_floating_point() else y.float()
         return t * (high - low) + low
     a = np.asarray(y)
     dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float32)
@@ -338,7 +349,7 @@ def fit_normaliser(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown normalisation method {method!r}; valid: {', '.join(METHODS)}")
-    a = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    a = array.detach().cpu().numpy() if _is_tensor(array) else np.asarray(array)
     chosen = _auto_method(modality) if method == "auto" else method
     if chosen == "ct_window":
         if isinstance(window, str):
