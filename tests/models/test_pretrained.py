@@ -101,3 +101,20 @@ def test_medsr_models_lists_them(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in NAMES)
+
+
+def test_fast_and_quality_tags_pick_the_weights_for_the_scale():
+    from medsr.errors import ConfigError
+    from medsr.models import MODEL_TAGS, tagged_model
+
+    tagged = {(e.tag, e.scale): n for n, e in PRETRAINED.items() if e.tag}
+    assert ("fast", 2) in tagged and set(t for t, _ in tagged) <= set(MODEL_TAGS)
+    for (tag, scale), name in tagged.items():
+        assert tagged_model(tag, scale) == name
+        assert load_model(tag, scale=scale).name == name
+    assert load_model("fast").name == tagged[("fast", 2)]  # x2 when no scale is given
+    assert DEFAULT_MODELS[2] == tagged[("fast", 2)]  # the fast model is the default
+    with pytest.raises(ConfigError, match="no 'quality' model is shipped for x3"):
+        load_model("quality", scale=3)
+    with pytest.raises(ConfigError, match="unknown model tag"):
+        tagged_model("best", 2)

@@ -130,6 +130,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         training_data=_DATA,
         license=_LICENSE,
         path="medsr-edsr-tiny-x2",
+        tag="fast",
     ),
     "medsr-edsr-tiny-x4": PretrainedWeights(
         name="medsr-edsr-tiny-x4",
@@ -140,6 +141,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         training_data=_DATA,
         license=_LICENSE,
         path="medsr-edsr-tiny-x4",
+        tag="fast",
     ),
 }
 
