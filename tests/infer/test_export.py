@@ -110,3 +110,33 @@ def test_openvino_engine_matches_pytorch_on_odd_sizes_and_a_fused_span(small_con
     if torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CPU"):
             get_runner(model, engine="openvino", device="cuda")
+
+
+def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypatch, caplog):
+    from medsr.infer import runtime
+    from medsr.io import Image
+
+    pytest.importorskip("openvino")
+    image = Image(np.random.default_rng(0).random((3, 20, 24), dtype=np.float32), (1, 1, 1))
+    model = wrap_module(small_conv(scale=2))
+    small = upscale_image(image, model)  # below the threshold: the model's own engine
+    assert small.runner.startswith("torch")
+    monkeypatch.setattr(runtime, "AUTO_ENGINE_PIXELS", 100)
+    large = upscale_image(image, model)
+    assert "openvino" in large.runner
+    np.testing.assert_allclose(large.image.array, small.image.array, atol=1e-4)
+    # PyTorch-only options and an explicit engine are honoured
+    assert upscale_image(image, model, channels_last=True).runner.startswith("torch")
+    assert "onnxruntime" in upscale_image(image, model, engine="onnxruntime").runner
+    # without OpenVINO, ONNX Runtime; a model the engine cannot take falls back to PyTorch
+    monkeypatch.setattr(runtime, "FAST_CPU_ENGINES", ("not-installed", "onnxruntime"))
+    assert "onnxruntime" in upscale_image(image, wrap_module(small_conv(scale=2))).runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(runtime, "_openvino_runner", broken)
+    monkeypatch.setattr(runtime, "FAST_CPU_ENGINES", ("openvino",))
+    with caplog.at_level("WARNING"):
+        fallback = upscale_image(image, wrap_module(small_conv(scale=2)))
+    assert fallback.runner.startswith("torch") and "running it with PyTorch" in caplog.text

@@ -47,6 +47,17 @@ PIXELS_PER_CALL = BATCH_TILE * BATCH_TILE
 """Input pixels per model call when the batch size is automatic (CPU; 8x on a GPU)."""
 
 ENGINES = ("torch", "onnxruntime", "openvino")
+
+FAST_CPU_ENGINES = ("openvino", "onnxruntime")
+"""The CPU engines tried, in order, for a PyTorch model when no engine is asked for and the job
+is large (:data:`AUTO_ENGINE_PIXELS`): on the 2-core CPU both ran the shipped x2 model 2-3x
+faster than eager PyTorch with the same output within 1e-6 (benchmarks/RESULTS.md, "Engines
+for the shipped fast models"), OpenVINO a little ahead."""
+
+AUTO_ENGINE_PIXELS = 4_000_000
+"""Input pixels from which a job is worth compiling for a faster engine (ONNX export and
+compilation take about 0.5-1.5 s; eager PyTorch needs about 3 s per million input pixels of the
+x2 model on the 2-core CPU): 16 slices of 512 x 512, or one 240 x 240 x 70 volume."""
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 AXES = ("in-plane", "through-plane")

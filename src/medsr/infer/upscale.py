@@ -30,7 +30,7 @@ from medsr.infer.defaults import (
 )
 from medsr.infer.model_source import SRModel, load_model, wrap_module
 from medsr.infer.planes import through_plane
-from medsr.infer.runtime import Runner, get_runner
+from medsr.infer.runtime import Runner, automatic_runner, get_runner
 from medsr.infer.tiling import plan_tiles, tiled_apply
 from medsr.io.image import Image
 from medsr.metrics import consistency_psnr
@@ -335,7 +335,9 @@ def upscale_image(
             CPU with a warning).
         channels_last, compile: PyTorch options (see docs/inference.md, "Performance").
         self_ensemble: average over the 8 flips/rotations (8x the time).
-        engine: ``"torch"`` or ``"onnxruntime"`` (default: the model's own).
+        engine: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``; default: the model's own,
+            but a PyTorch model on the CPU with a large job runs on the fastest installed
+            engine (:func:`~medsr.infer.runtime.automatic_runner`).
         threads: CPU threads (default: the engine's choice).
         progress: ``progress(done, total)`` called after each model call.
 
@@ -352,9 +354,7 @@ def upscale_image(
     elif not isinstance(model, SRModel):
         model = load_model(model)
     along = resolve_axis(axis, image)
-    runner = get_runner(
-        model,
-        engine=engine,
+    options = dict(
         device=device,
         precision=precision,
         channels_last=channels_last,
@@ -362,6 +362,11 @@ def upscale_image(
         threads=threads,
         self_ensemble=self_ensemble,
     )
+    if engine is None:  # large jobs of a PyTorch model on the CPU: the fastest engine
+        work = image.array.size * (1 if along is None else 2)
+        runner = automatic_runner(model, work_pixels=work, **options)  # type: ignore[arg-type]
+    else:
+        runner = get_runner(model, engine=engine, **options)  # type: ignore[arg-type]
     s = model.scale
     timings: dict[str, float] = {}
 
