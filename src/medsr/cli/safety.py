@@ -33,7 +33,7 @@ def add_safety_arguments(p: argparse.ArgumentParser) -> None:
         default=False,
         help="after the network, back-project the output so that degrading it again (the "
         "model's own noise-free degradation) gives the input back within "
-        "--consistency-tolerance (default: off; it costs ~0.5 dB when the input was not made "
+        "--consistency-tolerance (default: off: it cost 0.5-1.5 dB when the input was not made "
         "by that degradation, see docs/inference.md)",
     )
     g.add_argument(
