@@ -113,3 +113,31 @@ def test_sample_ct_with_consistency_is_consistent(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("ok "))
     fidelity = float(line.rsplit("fidelity ", 1)[1].split(" dB")[0])
     assert fidelity >= 79.0
+
+
+def test_an_unseen_modality_is_flagged_in_the_summary_and_the_series(dicom_file, tmp_path, capsys):
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.Modality = "PT"
+    src = tmp_path / "in" / "pet.dcm"
+    src.parent.mkdir()
+    ds.save_as(src)
+    out = tmp_path / "out"
+    assert main(["upscale", str(src), "-o", str(out), "--save-maps"]) == 0
+    stdout = capsys.readouterr().out
+    assert "OOD: modality PT (outside the model's training data)" in stdout
+    assert "warning: modality PT was never seen in training" in stdout
+    sr = pydicom.dcmread(out / "pet.dcm")
+    assert sr.SeriesDescription.startswith("[SR x2, not for primary diagnosis; OOD: modality PT]")
+    assert "out of distribution: modality PT" in sr.DerivationDescription
+    assert "OOD: modality PT" in pydicom.dcmread(out / "pet-consistency.dcm").SeriesDescription
+    summary = json.loads((out / "pet-consistency.json").read_text())
+    assert summary["out_of_distribution"][0].startswith("modality PT was never seen")
+
+
+def test_an_in_distribution_input_carries_no_flag(dicom_file, tmp_path, capsys):
+    src = tmp_path / "in" / "ct.dcm"
+    src.parent.mkdir()
+    shutil.copy(dicom_file("CT_small.dcm"), src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out")]) == 0
+    assert "OOD" not in capsys.readouterr().out
+    assert "OOD" not in pydicom.dcmread(tmp_path / "out" / "ct.dcm").SeriesDescription

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from medsr.errors import ConfigError
 
 if TYPE_CHECKING:
+    from medsr.infer.model_source import SRModel
+    from medsr.infer.ood import OODWarning
     from medsr.infer.outputs import OutputLedger
     from medsr.infer.safety import ConsistencyOptions
     from medsr.infer.upscale import UpscaleResult
@@ -103,26 +105,64 @@ def save_maps(
     *,
     ledger: OutputLedger | None,
     state: Any,
+    warnings: list[OODWarning] | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Compute and write the maps of one output (``output``: the image as written to
     ``target``); returns the summary and the paths written."""
+    from medsr.infer.ood import flag_text
     from medsr.infer.safety import consistency_map, map_paths, write_maps
 
     maps = consistency_map(result, image, output=output)
+    if warnings:
+        maps.summary["out_of_distribution"] = [w.text for w in warnings]
     paths = map_paths(target)
     check_map_targets(target, args, ledger)
     if ledger is not None:
         for path in paths.values():
             ledger.record(path)
-    written = write_maps(maps, output, paths, fmt, overwrite=args.overwrite, deidentify=state)
+    written = write_maps(
+        maps,
+        output,
+        paths,
+        fmt,
+        overwrite=args.overwrite,
+        deidentify=state,
+        flag=flag_text(warnings or []),
+    )
     return maps.summary, written
 
 
-def summary_notes(result: UpscaleResult, maps: dict[str, Any] | None) -> list[str]:
-    """Lines printed under an input's summary line."""
+def out_of_distribution(
+    image: Image, model: SRModel, result: UpscaleResult, written: list[Path], fmt: str
+) -> list[OODWarning]:
+    """Check ``image`` against the model's training data (:mod:`medsr.infer.ood`), log the
+    warnings and flag the written DICOM files."""
+    import logging
+
+    from medsr.infer.ood import check_input, flag_dicom
+
+    warnings = check_input(image, model, result.normaliser)
+    for w in warnings:
+        logging.getLogger("medsr.infer.ood").warning("out of distribution: %s", w.text)
+    if fmt == "dicom":
+        flag_dicom([p for p in written if p.is_file()], warnings)
+    return warnings
+
+
+def summary_notes(
+    result: UpscaleResult,
+    maps: dict[str, Any] | None,
+    warnings: list[OODWarning] | None = None,
+) -> list[str]:
+    """Lines printed under an input's summary line: the out-of-distribution flag and its
+    reasons first, then what back-projection did and the consistency summary."""
+    from medsr.infer.ood import flag_text
     from medsr.infer.safety import describe_summary
 
     notes = []
+    if warnings:
+        notes.append(f"{flag_text(warnings)} (outside the model's training data)")
+        notes.extend(f"warning: {w.text}" for w in warnings)
     if result.projection is not None:
         p = result.projection
         notes.append(

@@ -567,16 +567,23 @@ def _process(job, model, args, out, single, state, report, used, ledger=None) ->
         )
         outcome.result = result
         outcome.output = target if len(written) != 1 else written[0]
+        from medsr.cli.safety import out_of_distribution, save_maps, summary_notes
+
+        ood = out_of_distribution(image, model, result, written, fmt)
         maps = None
         if getattr(args, "save_maps", False):
-            from medsr.cli.safety import save_maps
-
             maps, _ = save_maps(
-                result, image, output, outcome.output, fmt, args, ledger=ledger, state=state
+                result,
+                image,
+                output,
+                outcome.output,
+                fmt,
+                args,
+                ledger=ledger,
+                state=state,
+                warnings=ood,
             )
-        from medsr.cli.safety import summary_notes
-
-        outcome.notes = tuple(summary_notes(result, maps))
+        outcome.notes = tuple(summary_notes(result, maps, ood))
     except FileError as error:  # its message starts with the file; say it once
         outcome.error = error.problem if error.path == job.path else str(error)
     except MedsrError as error:

@@ -366,17 +366,17 @@ def write_maps(
     super-resolved image as written) and the summary JSON; returns the paths.
 
     DICOM maps are derived series of their own whose SeriesDescription names the map and the
-    units (e.g. ``medsr consistency map |degrade(SR)-LR| HU``); ``flag`` (e.g. an
-    out-of-distribution note) is appended. A signed ``SR - bicubic`` map that the output's
-    stored range cannot hold (unsigned DICOM, PNG...) is written as ``|SR - bicubic|`` and
-    named so.
+    units (e.g. ``consistency map |degrade(SR)-LR| HU``); ``flag`` (e.g. an
+    out-of-distribution note) goes in front, in brackets. A signed ``SR - bicubic`` map that
+    the output's stored range cannot hold (unsigned DICOM, PNG...) is written as
+    ``|SR - bicubic|`` and named so.
     """
     import json
 
     from medsr.infer.upscale import fit_to_output, stored_range
     from medsr.io import write
 
-    units = maps.summary.get("units", "").split(" (")[0]
+    units = {"HU": "HU", "scanner units (MR)": "MR units"}.get(maps.summary.get("units", ""), "")
     arrays = {"consistency": maps.error_on_output, "sr-minus-bicubic": maps.sr_minus_bicubic}
     written: list[Path] = []
     for name in MAP_NAMES:
@@ -387,7 +387,8 @@ def write_maps(
             array, label = np.abs(array), "|SR - bicubic|"
         image = output.replace(array=np.ascontiguousarray(array, dtype=np.float32), color=False)
         image, _ = fit_to_output(image, fmt)
-        description = f"medsr {label} {units}".strip() + (f" {flag}" if flag else "")
+        # the flag first: a SeriesDescription keeps 64 characters
+        description = (f"[{flag}] " if flag else "") + f"{label} {units}".strip()
         files = write(
             image,
             paths[name],
