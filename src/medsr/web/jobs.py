@@ -103,6 +103,7 @@ class JobRecord:
     window: list[float] = field(default_factory=list)
     value_range: list[float] = field(default_factory=list)
     fidelity_psnr: float | None = None
+    warnings: list[str] = field(default_factory=list)  # out of distribution (medsr.infer.ood)
     seconds: float | None = None
     result_file: str | None = None
     output_format: str | None = None
@@ -444,7 +445,10 @@ class JobManager:
                 ("sr", result.image.array),
             ):
                 np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
-            result_file, fmt = self._write_result(folder, record, result.image, model)
+            from medsr.infer.ood import check_input
+
+            ood = check_input(image, model, result.normaliser)
+            result_file, fmt = self._write_result(folder, record, result.image, model, ood)
             self._update(
                 record,
                 status="done",
@@ -452,6 +456,7 @@ class JobManager:
                 finished_at=time.time(),
                 seconds=round(time.perf_counter() - start, 3),
                 fidelity_psnr=float(result.fidelity_psnr),
+                warnings=[w.text for w in ood],
                 output_shape=list(result.image.array.shape),
                 output_spacing=[round(s, 6) for s in result.image.spacing],
                 result_file=result_file,
@@ -475,8 +480,9 @@ class JobManager:
         record.value_range = [float(finite.min()), float(finite.max())] if finite.size else [0, 1]
 
     def _write_result(
-        self, folder: Path, record: JobRecord, image: Image, model
+        self, folder: Path, record: JobRecord, image: Image, model, ood: list | None = None
     ) -> tuple[str, str]:
+        from medsr.infer.ood import flag_dicom
         from medsr.infer.upscale import fit_to_output
         from medsr.io import write
 
@@ -498,10 +504,12 @@ class JobManager:
         if single and record.kind == "dicom":
             name = stem + ".dcm"
             write(output, out_dir / name, format="dicom", description=description, overwrite=True)
+            flag_dicom([out_dir / name], ood or [])
             return name, fmt
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             series = Path(tmp) / "series"
             files = write(output, series, format="dicom", description=description)
+            flag_dicom(files, ood or [])
             name = stem + ".zip"
             with zipfile.ZipFile(out_dir / name, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in sorted(files):

@@ -209,6 +209,10 @@ async function showJob(job) {
     ` · ${job.model} x${job.scale} in ${job.seconds.toFixed(1)} s` +
     ` · fidelity ${fidelity} dB` +
     (job.deidentified ? " · de-identified on arrival" : "");
+  // out-of-distribution warnings (medsr.infer.ood), in words
+  const warnings = job.warnings || [];
+  $("ood").hidden = warnings.length === 0;
+  $("ood").textContent = warnings.map((w) => `Warning: ${w}`).join("\n");
   syncWindowInputs();
   await loadSlice();
   fit();
