@@ -121,6 +121,40 @@ def metrics_table(name: str, scale: int, records: list[dict]) -> list[str]:
     return lines
 
 
+def training_profile(meta: dict) -> dict:
+    """What the model was trained on, for the out-of-distribution check
+    (``medsr.infer.ood``): DICOM modalities (the keys of ``normalisation_details.kinds``),
+    grey or colour, and body parts (the first word of each training data set's name)."""
+    kinds = (meta.get("normalisation_details") or {}).get("kinds") or {}
+    datasets = (meta.get("training_data") or {}).get("datasets") or []
+    return {
+        "modalities": sorted(kinds),
+        "colour": int((meta.get("input") or {}).get("channels", 1)) == 3,
+        "body_parts": sorted({str(d["name"]).split("-")[0] for d in datasets}),
+        "source": "normalisation_details.kinds and training_data.datasets",
+    }
+
+
+def ood_section(meta: dict) -> list[str]:
+    """The model card's section on the out-of-distribution warnings of `medsr upscale`."""
+    profile = meta.get("training_profile") or training_profile(meta)
+    colour = "colour" if profile["colour"] else "grey"
+    return [
+        "## Out-of-distribution warnings",
+        "",
+        f"Trained on {colour} images of modalities {', '.join(profile['modalities'])} "
+        f"(body parts: {', '.join(profile['body_parts'])}); `config.json` records this as "
+        "`metadata.training_profile`. `medsr upscale` warns, in words, and flags the summary "
+        "and the DICOM SeriesDescription (`OOD: ...`) when an input lies outside it: a DICOM "
+        "modality never seen (e.g. US, PT, NM, OT; CR and DR count as DX), an RGB image, or an "
+        "unusual intensity distribution after normalisation (more than 5 % of the pixels "
+        "beyond the window, or almost no contrast). A warning means the output is less "
+        "trustworthy than the validation numbers above suggest; no warning does not make it "
+        "safe. See docs/inference.md, 'Out-of-distribution warnings'.",
+        "",
+    ]
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -236,6 +270,7 @@ def card(
         "research and as a pre-processing step, with `medsr upscale`, which reports the "
         "fidelity check (downsampling the output should give back the input).",
         "",
+        *ood_section(meta),
         "## Limitations",
         "",
         "- Trained on a shared 2-core CPU (no GPU): a GPU run of the same recipe "
@@ -280,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     model = load(args.checkpoint)
     config = read_config(args.checkpoint)
+    config["metadata"]["training_profile"] = training_profile(config["metadata"])
     ok, fp16_psnr = fp16_ok(model)
     use_fp16 = ok and not args.fp32
     out.mkdir(parents=True, exist_ok=True)

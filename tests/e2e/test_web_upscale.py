@@ -84,7 +84,8 @@ def test_upload_dicom_compare_and_download(browser, page, live_server, ct_file, 
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             const g = []; for (let i = 0; i < d.length; i += 4) g.push(d[i]); return g; })"""
     )
-    lr, bicubic, sr = (np.asarray(p, dtype=float) for p in panels)
+    lr, bicubic, sr, consistency = (np.asarray(p, dtype=float) for p in panels)
+    assert consistency.max() > 0  # the fourth panel: the consistency map (its red channel)
     assert lr.std() > 10 and sr.std() > 10
     assert np.corrcoef(lr, sr)[0, 1] > 0.8 and np.corrcoef(bicubic, sr)[0, 1] > 0.9
     assert np.abs(lr - sr).mean() > 0.5  # the input's blocks differ from the SR pixels
@@ -105,6 +106,49 @@ def test_upload_dicom_compare_and_download(browser, page, live_server, ct_file, 
     png = tmp_path / info.value.suggested_filename
     info.value.save_as(png)
     assert read(png).array.shape == (256, 256)
+    assert page.js_errors == []
+
+
+def test_consistency_map_panel_and_summary(browser, page, live_server, ct_file, tmp_path):
+    """The consistency map |degrade(SR) - LR| as a fourth side-by-side panel and as a split
+    view, with its own colour scale, and the worst region named under the facts."""
+    server = live_server(_app(tmp_path))
+    page.goto(server.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.set_input_files("#file", str(ct_file))
+    page.select_option("#scale", "2")
+    page.click("#submit")
+    _wait_ready(page)
+    facts = page.locator("#consistency-facts").inner_text()
+    assert facts.startswith("consistency |degrade(SR) − LR|: 99th percentile")
+    assert " HU, worst 8×8 mean " in facts and "row" in facts and "column" in facts
+    job = page.evaluate("() => state.job")
+    assert job["consistency"]["units"] == "HU" and job["consistency"]["p99"] > 0
+
+    page.select_option("#right-view", "consistency")
+    assert page.locator("#tag-right").inner_text().startswith("consistency |degrade(SR) − LR|")
+    screenshot(page, "upscale-split-consistency")
+    page.select_option("#mode", "side")
+    panel = page.locator("#side-view canvas[data-view=consistency]")
+    assert panel.is_visible()
+    rgb = np.asarray(
+        page.evaluate(
+            """() => { const c = document.querySelector('#side-view canvas[data-view=consistency]');
+            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"""
+        ),
+        dtype=float,
+    ).reshape(-1, 4)
+    # a heat scale: red first, then green, then blue; never blue without red
+    assert rgb[:, 0].max() == 255 and (rgb[:, 2] <= rgb[:, 0]).all()
+    assert (rgb[:, 0] > 0).mean() > 0.01  # errors somewhere, not a black panel
+    screenshot(page, "upscale-side-by-side-consistency")
+    # the PNG of a map uses the map's window, not the CT window (which would show it black)
+    response = page.request.get(server.url + f"/api/jobs/{job['id']}/png?view=consistency")
+    assert response.ok and response.headers["content-type"] == "image/png"
+    from PIL import Image as PILImage
+
+    pixels = np.asarray(PILImage.open(io.BytesIO(response.body())))
+    assert pixels.max() == 255 and (pixels > 0).mean() > 0.01
     assert page.js_errors == []
 
 

@@ -176,3 +176,30 @@ def test_start_up_removes_what_a_killed_server_left_half_done(tmp_path, ct_file)
     again.wait_idle()
     again.stop()
     assert again.get(queued.id).status == "done"
+
+
+def test_a_job_summary_carries_out_of_distribution_warnings(tmp_path, ct_file):
+    import pydicom
+
+    ds = pydicom.dcmread(ct_file)
+    ds.Modality = "PT"
+    pet = tmp_path / "pet.dcm"
+    ds.save_as(pet)
+    trained = {
+        **MODELS,  # the job's bicubic baseline
+        "tiny": ModelChoice(name="tiny", spec="medsr-edsr-tiny-x2", scales=(2,)),
+    }
+    manager = JobManager(tmp_path / "data", models=trained, read_upload=_reader)
+    manager.start()
+    flagged = _submit(manager, pet, model="tiny")
+    plain = _submit(manager, ct_file, model="tiny")
+    manager.wait_idle()
+    manager.stop()
+    done = manager.get(flagged.id)
+    assert done.status == "done", done.error
+    assert len(done.warnings) == 1 and done.warnings[0].startswith("modality PT was never seen")
+    assert done.public()["warnings"] == done.warnings
+    result = pydicom.dcmread(manager.result_path(flagged.id))
+    assert "OOD: modality PT" in result.SeriesDescription
+    assert manager.get(plain.id).warnings == []
+    assert "OOD" not in pydicom.dcmread(manager.result_path(plain.id)).SeriesDescription

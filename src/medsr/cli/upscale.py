@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
 from medsr.cli.dicomweb import add_dicomweb_arguments, uses_dicomweb, with_dicomweb
 from medsr.cli.progress import Progress
+from medsr.cli.safety import add_safety_arguments, consistency_options, refuse_in_batch
 from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
 from medsr.infer.defaults import (
@@ -175,6 +176,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "10 s: input k of n, percent done, ETA)",
     )
     add_deidentify_arguments(p)
+    add_safety_arguments(p)
     add_batch_arguments(p)
     add_self_supervised_arguments(p)
     add_dicomweb_arguments(p)
@@ -364,6 +366,7 @@ class Outcome:
     seconds: float = 0.0
     clipped: int = 0
     error: str | None = None
+    notes: tuple[str, ...] = ()  # safety lines under the summary (medsr.cli.safety)
 
 
 def _describe_model(model: SRModel) -> str:
@@ -438,6 +441,8 @@ def run(args: argparse.Namespace) -> int:
             outcomes.append(outcome)
             if outcome.error is None:
                 print(_summary_line(outcome, model))
+                for note in outcome.notes:
+                    print(f"  {note}")
             else:
                 print(f"FAILED {job.label}: {outcome.error}", file=sys.stderr)
     if len(outcomes) > 1:  # one input: its ok line says it all
@@ -528,6 +533,10 @@ def _process(job, model, args, out, single, state, report, used, ledger=None) ->
         image = read(job.path, series_uid=job.series_uid)
         outcome.image = image
         fmt, target = output_target(job, image, args, out, single, used, ledger)
+        if getattr(args, "save_maps", False):
+            from medsr.cli.safety import check_map_targets
+
+            check_map_targets(target, args, ledger)
         result = upscale_image(
             image,
             model,
@@ -543,6 +552,7 @@ def _process(job, model, args, out, single, state, report, used, ledger=None) ->
             engine=args.engine,
             threads=args.threads,
             progress=report,
+            consistency=consistency_options(args),
         )
         output, outcome.clipped = fit_to_output(result.image, fmt)
         if ledger is not None:
@@ -557,6 +567,23 @@ def _process(job, model, args, out, single, state, report, used, ledger=None) ->
         )
         outcome.result = result
         outcome.output = target if len(written) != 1 else written[0]
+        from medsr.cli.safety import out_of_distribution, save_maps, summary_notes
+
+        ood = out_of_distribution(image, model, result, written, fmt)
+        maps = None
+        if getattr(args, "save_maps", False):
+            maps, _ = save_maps(
+                result,
+                image,
+                output,
+                outcome.output,
+                fmt,
+                args,
+                ledger=ledger,
+                state=state,
+                warnings=ood,
+            )
+        outcome.notes = tuple(summary_notes(result, maps, ood))
     except FileError as error:  # its message starts with the file; say it once
         outcome.error = error.problem if error.path == job.path else str(error)
     except MedsrError as error:
@@ -672,6 +699,7 @@ def _settings(args: argparse.Namespace, model: SRModel) -> str:
         f"tile {'auto' if args.tile is None else args.tile}; overlap {args.overlap}; "
         f"{args.precision}"
         + ("; self-ensemble" if args.self_ensemble else "")
+        + ("; consistency" if getattr(args, "consistency", False) else "")
         + ("; deidentified" if getattr(args, "deidentify", False) else "")
     )
 
@@ -687,6 +715,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from medsr.io.deidentify import DeidentificationState
 
     out = Path(args.output)
+    refuse_in_batch(args)
     info = ddp.setup(args.device, timeout=DIST_TIMEOUT)
     try:
         rank_args = copy.copy(args)

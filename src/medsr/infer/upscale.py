@@ -31,6 +31,7 @@ from medsr.infer.defaults import (
 from medsr.infer.model_source import SRModel, load_model, wrap_module
 from medsr.infer.planes import through_plane
 from medsr.infer.runtime import Runner, automatic_runner, get_runner
+from medsr.infer.safety import ConsistencyOptions, Projection, back_project
 from medsr.infer.tiling import plan_tiles, tiled_apply
 from medsr.io.image import Image
 from medsr.metrics import consistency_psnr
@@ -80,6 +81,9 @@ class UpscaleResult:
     axis: str
     runner: str
     timings: dict[str, float] = field(default_factory=dict)
+    along: int | None = None  # None in-plane, else the array axis grown through-plane
+    degradation: Degradation | None = None  # the fidelity check's operator
+    projection: Projection | None = None  # what --consistency did (medsr.infer.safety)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -92,6 +96,7 @@ class UpscaleResult:
             "fidelity_psnr": self.fidelity_psnr,
             "normaliser": self.normaliser.to_dict(),
             "timings": dict(self.timings),
+            **({"consistency": self.projection.to_dict()} if self.projection else {}),
         }
 
 
@@ -315,6 +320,7 @@ def upscale_image(
     engine: str | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
+    consistency: ConsistencyOptions | None = None,
 ) -> UpscaleResult:
     """Super-resolve ``image`` with ``model``; the output is in the input's physical units.
 
@@ -340,6 +346,9 @@ def upscale_image(
             engine (:func:`~medsr.infer.runtime.automatic_runner`).
         threads: CPU threads (default: the engine's choice).
         progress: ``progress(done, total)`` called after each model call.
+        consistency: back-project the output onto the input with the fidelity check's
+            degradation (:func:`medsr.infer.safety.back_project`); None: the network's
+            output as it is.
 
     Colour images: an RGB model gets the RGB planes; any other model runs on each channel
     separately (one normaliser for the whole image). A grey image given to an RGB model is
@@ -442,6 +451,13 @@ def upscale_image(
     degradation = fidelity_operator(
         model.consistency_degradation(), s, through_plane=along is not None
     )
+    projection = None
+    if consistency is not None:
+        sr, projection = back_project(
+            sr, norm, degradation, scale=s, axis=along, color=image.color, options=consistency
+        )
+        timings["consistency"] = time.perf_counter() - t
+        t = time.perf_counter()
     fidelity = fidelity_psnr(sr, norm, degradation, axis=along, color=image.color)
     timings["fidelity"] = time.perf_counter() - t
 
@@ -468,6 +484,9 @@ def upscale_image(
         axis="in-plane" if along is None else f"through-plane (axis {along})",
         runner=runner.description,
         timings=timings,
+        along=along,
+        degradation=degradation,
+        projection=projection,
     )
 
 

@@ -569,7 +569,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     def get_view(
         job_id: str,
-        view: Literal["lr", "bicubic", "sr"],
+        view: Literal["lr", "bicubic", "sr", "consistency", "difference"],
         index: int,
         plane: Literal["axial", "coronal", "sagittal"] = "axial",
     ) -> Response:
@@ -603,7 +603,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/api/jobs/{job_id}/png", tags=["upscale"])
     def download_png(
         job_id: str,
-        view: Literal["lr", "bicubic", "sr"] = "sr",
+        view: Literal["lr", "bicubic", "sr", "consistency", "difference"] = "sr",
         index: Annotated[int | None, Query(description="slice (default: the middle)")] = None,
         low: float | None = None,
         high: float | None = None,
@@ -626,8 +626,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise _http(404, str(error)) from None
         except MedsrError as error:
             raise _http(422, str(error)) from None
-        lo = low if low is not None else record.window[0]
-        hi = high if high is not None else record.window[1]
+        window = record.window
+        if record.consistency is not None and view in record.consistency.get("display", {}):
+            window = record.consistency["display"][view]  # a map has its own window
+        lo = low if low is not None else window[0]
+        hi = high if high is not None else window[1]
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise _http(400, f"the window needs finite numbers for low and high, got {lo}..{hi}")
         if not hi > lo:

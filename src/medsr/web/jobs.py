@@ -8,6 +8,8 @@ Layout under the data directory::
       views/lr.npy        the input pixels        (the comparison view reads slices from
       views/bicubic.npy   bicubic at the same scale  these with memory mapping)
       views/sr.npy        the model's output
+      views/consistency.npy  |degrade(SR) - LR| on the output grid (medsr.infer.safety)
+      views/difference.npy   SR - bicubic
       result/             the output in the input's format (a DICOM series is zipped)
 
 The upload folder is deleted as soon as a job ends (done or failed). Finished jobs are
@@ -48,7 +50,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PLANES", "VIEWS", "JobManager", "JobRecord", "ModelChoice", "UnknownJobError"]
 
-VIEWS = ("lr", "bicubic", "sr")
+VIEWS = ("lr", "bicubic", "sr", "consistency", "difference")
+MAP_VIEWS = ("consistency", "difference")
+"""Views that are maps (medsr.infer.safety, on the output grid, grey even for a colour
+image): |degrade(SR) - LR| and SR - bicubic, in physical units."""
 PLANES = ("axial", "coronal", "sagittal")
 """Volume planes by the array axis they cut: 0 (Z), 1 (Y), 2 (X). Named as for an axial
 acquisition; for another one they are simply the three array axes."""
@@ -103,6 +108,9 @@ class JobRecord:
     window: list[float] = field(default_factory=list)
     value_range: list[float] = field(default_factory=list)
     fidelity_psnr: float | None = None
+    warnings: list[str] = field(default_factory=list)  # out of distribution (medsr.infer.ood)
+    # the consistency summary (medsr.infer.safety) and "display": a window per map view
+    consistency: dict[str, Any] | None = None
     seconds: float | None = None
     result_file: str | None = None
     output_format: str | None = None
@@ -300,7 +308,7 @@ class JobManager:
         if record.status != "done":
             raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
         array = np.load(self.root / job_id / "views" / f"{view}.npy", mmap_mode="r")
-        spatial = array.ndim - (1 if record.color else 0)
+        spatial = array.ndim - (1 if record.color and view not in MAP_VIEWS else 0)
         if spatial == 2:
             if index != 0 or plane != "axial":
                 raise ConfigError(f"a 2D image has only axial slice 0, not {plane} {index}")
@@ -438,13 +446,19 @@ class JobManager:
             self._update(record, stage="writing the result")
             views = folder / "views"
             views.mkdir(exist_ok=True)
+            self._update(record, stage="consistency map")
+            consistency = _consistency_views(result, image)
             for name, array in (
                 ("lr", image.array),
                 ("bicubic", baseline.image.array),
                 ("sr", result.image.array),
+                *consistency.pop("arrays").items(),
             ):
                 np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
-            result_file, fmt = self._write_result(folder, record, result.image, model)
+            from medsr.infer.ood import check_input
+
+            ood = check_input(image, model, result.normaliser)
+            result_file, fmt = self._write_result(folder, record, result.image, model, ood)
             self._update(
                 record,
                 status="done",
@@ -452,6 +466,8 @@ class JobManager:
                 finished_at=time.time(),
                 seconds=round(time.perf_counter() - start, 3),
                 fidelity_psnr=float(result.fidelity_psnr),
+                warnings=[w.text for w in ood],
+                consistency=consistency,
                 output_shape=list(result.image.array.shape),
                 output_spacing=[round(s, 6) for s in result.image.spacing],
                 result_file=result_file,
@@ -475,8 +491,9 @@ class JobManager:
         record.value_range = [float(finite.min()), float(finite.max())] if finite.size else [0, 1]
 
     def _write_result(
-        self, folder: Path, record: JobRecord, image: Image, model
+        self, folder: Path, record: JobRecord, image: Image, model, ood: list | None = None
     ) -> tuple[str, str]:
+        from medsr.infer.ood import flag_dicom
         from medsr.infer.upscale import fit_to_output
         from medsr.io import write
 
@@ -498,15 +515,39 @@ class JobManager:
         if single and record.kind == "dicom":
             name = stem + ".dcm"
             write(output, out_dir / name, format="dicom", description=description, overwrite=True)
+            flag_dicom([out_dir / name], ood or [])
             return name, fmt
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             series = Path(tmp) / "series"
             files = write(output, series, format="dicom", description=description)
+            flag_dicom(files, ood or [])
             name = stem + ".zip"
             with zipfile.ZipFile(out_dir / name, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in sorted(files):
                     archive.write(path, f"{stem}/{path.name}")
         return name, fmt
+
+
+def _consistency_views(result: Any, image: Image) -> dict[str, Any]:
+    """The map views of a job, its consistency summary, and a display window for each map
+    (0..99.9th percentile of the error; +-99.9th percentile of |SR - bicubic|)."""
+    from medsr.infer.safety import consistency_map
+
+    maps = consistency_map(result, image)
+    top = float(np.percentile(maps.error, 99.9))
+    spread = float(np.percentile(np.abs(maps.sr_minus_bicubic), 99.9))
+    summary = json.loads(json.dumps(maps.summary, default=float))
+    if not math.isfinite(summary.get("fidelity_psnr", 0.0)):
+        summary["fidelity_psnr"] = None  # JSON has no infinity
+    summary["display"] = {
+        "consistency": [0.0, max(top, 1e-6)],
+        "difference": [-max(spread, 1e-6), max(spread, 1e-6)],
+    }
+    summary["arrays"] = {
+        "consistency": maps.error_on_output,
+        "difference": maps.sr_minus_bicubic,
+    }
+    return summary
 
 
 def _remove(path: Path) -> None:

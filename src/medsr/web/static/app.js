@@ -1,7 +1,21 @@
 // medsr upload and comparison page. Plain JavaScript, no build step, no external code.
 "use strict";
 
-const VIEW_LABELS = { lr: "LR (input)", bicubic: "bicubic", sr: "SR" };
+const VIEW_LABELS = {
+  lr: "LR (input)",
+  bicubic: "bicubic",
+  sr: "SR",
+  consistency: "consistency |degrade(SR) − LR|",
+  difference: "SR − bicubic",
+};
+// Maps (medsr.infer.safety): drawn with their own window and a colour scale, never with the
+// image window; jobs finished before they existed have none.
+const MAP_VIEWS = ["consistency", "difference"];
+
+function jobViews() {
+  const maps = state.job && state.job.consistency;
+  return Object.keys(VIEW_LABELS).filter((v) => maps || !MAP_VIEWS.includes(v));
+}
 
 const state = {
   info: null,
@@ -209,6 +223,33 @@ async function showJob(job) {
     ` · ${job.model} x${job.scale} in ${job.seconds.toFixed(1)} s` +
     ` · fidelity ${fidelity} dB` +
     (job.deidentified ? " · de-identified on arrival" : "");
+  // out-of-distribution warnings (medsr.infer.ood), in words
+  const summary = job.consistency;
+  $("consistency-facts").hidden = !summary;
+  if (summary) {
+    const worst = summary.worst;
+    const at = ["slice", "row", "column"]
+      .filter((key) => key in worst)
+      .map((key) => `${key} ${worst[key]}`)
+      .join(", ");
+    $("consistency-facts").textContent =
+      `consistency |degrade(SR) − LR|: 99th percentile ${summary.p99.toPrecision(3)} ` +
+      `${summary.units}, worst ${worst.window}×${worst.window} mean ` +
+      `${worst.local_mean.toPrecision(3)} at ${at} of the input (${worst.where})`;
+  }
+  for (const figure of document.querySelectorAll("#side-view figure.map")) figure.hidden = !summary;
+  if (summary) {
+    const top = summary.display.consistency[1].toPrecision(3);
+    $("consistency-caption").textContent =
+      `consistency |degrade(SR) − LR| (black 0, white ${top} ${summary.units})`;
+  }
+  $("side-view").classList.toggle("with-map", Boolean(summary));
+  for (const id of ["left-view", "right-view"]) {
+    for (const option of $(id).options) option.hidden = !summary && MAP_VIEWS.includes(option.value);
+  }
+  const warnings = job.warnings || [];
+  $("ood").hidden = warnings.length === 0;
+  $("ood").textContent = warnings.map((w) => `Warning: ${w}`).join("\n");
   syncWindowInputs();
   await loadSlice();
   fit();
@@ -273,8 +314,9 @@ async function fetchView(view, slice) {
 
 async function loadSlice() {
   try {
-    const entries = await Promise.all(Object.keys(VIEW_LABELS).map((v) => fetchView(v, state.slice)));
-    Object.keys(VIEW_LABELS).forEach((v, k) => state.canvases.set(v, { entry: entries[k] }));
+    const views = jobViews();
+    const entries = await Promise.all(views.map((v) => fetchView(v, state.slice)));
+    views.forEach((v, k) => state.canvases.set(v, { entry: entries[k] }));
   } catch (e) {
     showError(e.message);
     return;
@@ -294,11 +336,26 @@ function renderPixels(view) {
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(w, h);
   const out = image.data;
-  const [low, high] = state.window;
+  const map = MAP_VIEWS.includes(view);
+  const [low, high] = map ? state.job.consistency.display[view] : state.window;
   const k = 255 / Math.max(high - low, 1e-12);
   const n = w * h;
   for (let i = 0; i < n; i++) {
-    if (color) {
+    if (map) {
+      // consistency: black -> red -> yellow -> white; difference: blue (< 0), black, red (> 0)
+      let v = (data[i] - low) / Math.max(high - low, 1e-12);
+      v = v < 0 ? 0 : v > 1 ? 1 : v;
+      if (view === "consistency") {
+        out[4 * i] = Math.min(255, 765 * v);
+        out[4 * i + 1] = Math.min(255, Math.max(0, 765 * v - 255));
+        out[4 * i + 2] = Math.min(255, Math.max(0, 765 * v - 510));
+      } else {
+        const signed = 2 * v - 1;
+        out[4 * i] = signed > 0 ? 255 * signed : 0;
+        out[4 * i + 1] = 0;
+        out[4 * i + 2] = signed < 0 ? -255 * signed : 0;
+      }
+    } else if (color) {
       for (let c = 0; c < 3; c++) {
         const v = (data[3 * i + c] - low) * k;
         out[4 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
@@ -343,7 +400,7 @@ function sizeCanvas(canvas) {
 
 function renderAll() {
   if (!state.job || !state.canvases.has("sr")) return;
-  for (const view of Object.keys(VIEW_LABELS)) renderPixels(view);
+  for (const view of jobViews()) renderPixels(view);
   draw();
 }
 
@@ -370,6 +427,7 @@ function draw() {
       state.right === "sr" ? `SR (${state.job.model} x${state.job.scale})` : VIEW_LABELS[state.right];
   } else {
     for (const canvas of document.querySelectorAll("#side-view canvas")) {
+      if (!state.canvases.has(canvas.dataset.view)) continue; // a job without maps
       const [width, height] = sizeCanvas(canvas);
       const ctx = canvas.getContext("2d");
       ctx.fillStyle = "#000";
