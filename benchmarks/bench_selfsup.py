@@ -604,10 +604,19 @@ def fig_curve(curve: dict) -> Path:
         for run, data in curve[name]["runs"].items():
             pts = data["points"]
             t = [p["seconds"] for p in pts]
-            style = {"long": "-", "default": "--", "steps 500": ":"}[run]
+            # the end of each run: a star (long), a diamond (default budget), a square (500 steps)
+            end = {"long": "*", "default": "D", "steps 500": "s"}[run]
             for ax, key in zip(axes[:2], ("psnr", "ssim"), strict=True):
-                ax.plot(t, [p[key] for p in pts], style, color=c, marker=".", label=f"{name} {run}")
-                ax.plot(t[-1], pts[-1][key], "*", color=c, ms=10)
+                ax.plot(t, [p[key] for p in pts], "-", color=c, marker=".", alpha=0.8)
+                ax.plot(
+                    t[-1],
+                    pts[-1][key],
+                    end,
+                    color=c,
+                    ms=9 if end == "*" else 6,
+                    label=f"{name} {run}",
+                    ls="",
+                )
         for ax, key in zip(axes[:2], ("psnr", "ssim"), strict=True):
             ax.axhline(curve[name]["cubic"][key], color=c, lw=0.8, alpha=0.6)
     for ax, label in zip(axes[:2], ("PSNR (dB), whole volume", "SSIM, sagittal"), strict=True):
@@ -634,7 +643,8 @@ def fig_curve(curve: dict) -> Path:
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
     fig.suptitle(
-        "Self-supervised through-plane SR vs training time (stars: end of run; thin: cubic)",
+        "Self-supervised through-plane SR vs training time (markers: end of each run; thin "
+        "lines: cubic)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -970,7 +980,8 @@ def main(argv: list[str] | None = None) -> int:
                 "load": [report.pop("load_start"), report.pop("load_end")],
             }
         ]
-    if args.parts:
+    measured = [part for part in args.parts if part != "figure"]  # figure: a redraw
+    if measured:
         report.setdefault("runs", []).append({"command": command.strip(), "parts": args.parts})
     load_start = os.getloadavg()
     if args.threads is not None:  # the step part sets its own per configuration
@@ -999,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
     if ("curve" in args.parts or "figure" in args.parts) and report.get("curve"):
         (OUT / "curve.md").write_text(curve_table(report["curve"]) + "\n")
         fig_curve(report["curve"])
-    if args.parts:
+    if measured:
         report["runs"][-1]["load"] = [load_start, os.getloadavg()]
         (OUT / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     if args.append:

@@ -35,6 +35,15 @@ from medsr.transforms.degrade import slice_profile_weights, thick_slices
 TINY = SelfSupConfig(steps=4, batch_size=2, patch=16, features=8, num_blocks=1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: several OpenMP threads crawl when other jobs share the CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def run(image: Image, **options):
     """One thread: several OpenMP threads crawl when other jobs share the CPU."""
     return self_supervised_upscale(image, threads=1, **{"config": TINY, **options})
@@ -265,10 +274,14 @@ def test_sampler_degrades_the_patch_as_the_whole_slice_would():
 
 def test_thread_probe_keeps_the_faster_thread_count():
     probe = _ThreadProbe([1, 2], skip=2, rounds=3)
-    assert [probe.threads(k) for k in range(4)] == [1, 1, 1, 2]
-    for k in range(2 + 6):
-        probe.record(k, 0.1 if probe.threads(k) == 1 else 0.4)  # one thread four times faster
-    assert probe.chosen == 1 and probe.threads(100) == 1
+    assert [probe.threads(k) for k in range(8)] == [1, 1, 1, 1, 1, 2, 2, 2]
+    for k in range(8):  # two threads a little faster: kept
+        probe.record(k, 0.1 if probe.threads(k) == 1 else 0.09)
+    assert probe.chosen == 2 and probe.threads(100) == 2
+    slow = _ThreadProbe([1, 2], skip=2, rounds=3)
+    for k in range(6):  # the first two-thread step is 4 times slower: dropped at once
+        slow.record(k, 0.1 if slow.threads(k) == 1 else 0.4)
+    assert slow.chosen == 1 and slow.times[2] == [0.4]
     assert _ThreadProbe([2, 2]).chosen == 2  # nothing to choose
 
 

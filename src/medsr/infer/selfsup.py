@@ -26,6 +26,10 @@ volume's own in-plane slices are the training data:
    spacing)``; a last cubic resampling along the slice axis reaches ``target_spacing``
    when the ratio is not whole or another spacing is asked for.
 
+5. **Training length.** By default a time budget, with early stopping when the PSNR on
+   in-plane slices held out of training (:func:`heldout_slices`) stops improving, and a
+   learning rate that always ends annealed (:class:`_Schedule`); or an exact step count.
+
 Geometry: the output covers the input's field of view with edges aligned
 (:meth:`medsr.io.image.Image.regrid`), so the slice axis has ``round(n * spacing /
 target)`` samples and the affine (NIfTI) or slice positions (DICOM) follow.
@@ -681,9 +685,11 @@ class _Schedule:
 
 class _ThreadProbe:
     """Picks the faster CPU thread count from the first training steps: after ``skip``
-    steps the candidates take turns for ``rounds`` steps each, and the one with the lower
-    median step time is kept. On a CPU shared with other jobs one thread was several times
-    faster than two; on an idle one, the reverse (benchmarks/selfsup/step_time.md)."""
+    steps, ``rounds`` steps with each candidate in turn (the first, normally 1 thread,
+    first), keeping the one with the lower median step time. A candidate is dropped at its
+    first step slower than 1.5 times the first's median: on a CPU shared with other jobs one
+    multi-threaded step could take seconds (benchmarks/selfsup/step_time.md: one thread was
+    2.5-5 times faster than two; on an idle CPU, the reverse)."""
 
     def __init__(self, choices: list[int], *, skip: int = 4, rounds: int = 6) -> None:
         self.choices = list(dict.fromkeys(choices))
@@ -696,18 +702,20 @@ class _ThreadProbe:
         """The thread count for step ``step`` (0-based)."""
         if self.chosen is not None:
             return self.chosen
-        if step < self.skip:
-            return self.choices[0]
-        return self.choices[(step - self.skip) % len(self.choices)]
+        turn = max(0, step - self.skip) // self.rounds
+        return self.choices[min(turn, len(self.choices) - 1)]
 
     def record(self, step: int, seconds: float) -> None:
-        """Step ``step`` took ``seconds``; picks the thread count once every candidate ran."""
+        """Step ``step`` took ``seconds``; picks the thread count once it can."""
         if self.chosen is not None or step < self.skip:
             return
-        self.times[self.threads(step)].append(seconds)
-        if step + 1 >= self.skip + self.rounds * len(self.choices):
-            medians = {c: float(np.median(t)) for c, t in self.times.items()}
-            self.chosen = min(self.choices, key=lambda c: medians[c])
+        threads = self.threads(step)
+        self.times[threads].append(seconds)
+        first = self.choices[0]
+        too_slow = threads != first and seconds > 1.5 * float(np.median(self.times[first]))
+        if too_slow or step + 1 >= self.skip + self.rounds * len(self.choices):
+            medians = {c: float(np.median(t)) for c, t in self.times.items() if t}
+            self.chosen = first if too_slow else min(medians, key=lambda c: medians[c])
             logger.info(
                 "CPU threads: %d (median step %s)",
                 self.chosen,
@@ -759,6 +767,9 @@ def _train(
         torch.manual_seed(config.seed)
         model = ThroughPlaneNet(scale=scale, features=config.features, num_blocks=config.num_blocks)
     model.to(device).train()
+    probe = _ThreadProbe(thread_choices) if thread_choices else None
+    if probe is not None:  # set-up too: small operations on busy cores crawl with threads
+        torch.set_num_threads(probe.threads(0))
     held = heldout_slices(vol.shape[0])
     training = [k for k in range(vol.shape[0]) if k not in set(held)] if held else None
     sampler = _PairSampler(vol, acq, in_plane, scale, config, g, training)
@@ -794,7 +805,6 @@ def _train(
         if on_check is not None:
             on_check(model, history[-1])
 
-    probe = _ThreadProbe(thread_choices) if thread_choices else None
     while not schedule.finished(done):
         if probe is not None:
             torch.set_num_threads(probe.threads(done))
@@ -1010,7 +1020,8 @@ def self_supervised_upscale(
         )
         t = time.perf_counter()
         # a time budget buys the most steps with the faster thread count, measured on the
-        # first steps; a step count keeps the thread count fixed (reproducible results)
+        # first steps (one thread first); a step count keeps the thread count fixed
+        # (reproducible results)
         choices = None
         if threads is None and dev.type == "cpu" and config.steps is None:
             cores = torch.get_num_threads()
