@@ -1,9 +1,13 @@
-"""Self-supervised through-plane SR (issue 10): quality on simulated thick slices, speed, dipy.
+"""Self-supervised through-plane SR (issues 10, 21): quality, speed, dipy, training time.
 
-    python benchmarks/bench_selfsup.py                      # everything (~40 min on 2 cores)
+    python benchmarks/bench_selfsup.py                      # quality, speed, dipy
     python benchmarks/bench_selfsup.py --parts quality --cases mni
     python benchmarks/bench_selfsup.py --model runs/x4/     # add a trained 2D model (x4 cases)
     python benchmarks/bench_selfsup.py --parts --append benchmarks/RESULTS.md   # section only
+    python benchmarks/bench_selfsup.py --parts step tune --threads 1            # ~5 min
+    python benchmarks/bench_selfsup.py --parts curve --cases thick --threads 1  # ~6 min
+    python benchmarks/bench_selfsup.py --parts curve --cases mni brats --threads 1  # ~35 min
+    python benchmarks/bench_selfsup.py --parts --append-budget benchmarks/RESULTS.md
 
 Parts:
 
@@ -22,6 +26,17 @@ Parts:
   256 x 256) with the default settings, timed end to end on this CPU.
 * ``dipy``: dipy's real anisotropic ``aniso_vox.nii.gz`` (4 x 4 x 5 mm), super-resolved to
   4 mm and 2 mm along its slice axis; figure of a sagittal reformat.
+
+* ``step`` (issue 21): milliseconds per training step, sampling and network apart, for
+  patch sizes, batch sizes, channels-last and 1 or 2 threads, in interleaved rounds
+  (medians), on the MNI 4 mm case; ``tune``: batch sizes 16, 8, 4 at equal training time
+  (``--tune-seconds``), compared by the held-out PSNR. Both: ``step_time.md``.
+* ``curve`` (issue 21): PSNR/SSIM against the 1 mm truth versus training wall time on the
+  4 mm MNI and BraTS cases: one long MNI run (``--long`` seconds, no early stopping) and the
+  default run of each, scored at checkpoints (reconstruction time is taken off the training
+  clock), and ``--steps 500`` (the old default) on MNI; ``thick``: the real 6.5 mm volume
+  ``pyrad-brain1`` from ../shared/data/brain-mri-thick, fidelity (consistency) score only.
+  ``curve.md``, ``curve.png``.
 
 Outputs go to benchmarks/selfsup/ (``results.json``, ``table.md``, figures).
 """
@@ -42,6 +57,7 @@ import numpy as np
 import torch
 
 HEADING = "## Self-supervised through-plane SR (issue 10)"
+BUDGET_HEADING = "## Self-supervised SR: time budget, early stopping, step cost (issue 21)"
 OUT = Path(__file__).resolve().parent / "selfsup"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCALES_2D = (2, 3, 4, 8)
@@ -295,6 +311,411 @@ def part_dipy(args) -> dict:
     return info
 
 
+# -- budget, early stopping and step cost (issue 21) ------------------------------------------
+THICK = DATA / "brain-mri-thick" / "pyrad-brain1_T1w-post.nii.gz"
+STEP_CONFIGS = [  # (patch, batch, channels_last, threads)
+    (48, 16, False, 1),
+    (48, 16, True, 1),
+    (48, 8, True, 1),
+    (32, 16, True, 1),
+    (64, 8, True, 1),
+    (48, 16, True, 2),
+    (48, 8, True, 2),
+]
+
+
+def _mni_4mm():
+    cases = load_cases(["mni"])
+    if "mni" not in cases:
+        raise SystemExit("the step, tune and curve parts need nilearn's MNI template")
+    truth = cases["mni"][0]
+    return truth, thick_image(truth, 4, 4.0)
+
+
+def _prepared(image):
+    """What self_supervised_upscale prepares, for a slice axis 0: (norm, normaliser, acq, scale)."""
+    from medsr.infer.selfsup import estimate_acquisition, through_plane_axis
+    from medsr.transforms.intensity import fit_normaliser
+
+    if through_plane_axis(image) != 0:
+        raise SystemExit("the benchmark volumes have their slice axis first")
+    acq = estimate_acquisition(image, 0)
+    method = "auto" if image.modality.upper() in ("CT", "MR") else "minmax"
+    normaliser = fit_normaliser(image.array, modality=image.modality, method=method, clip=False)
+    norm = torch.from_numpy(np.asarray(normaliser.forward(image.array), np.float32))
+    working = float(np.mean(image.spacing[1:]))
+    scale = max(2, int(np.ceil(acq.spacing / working - 1e-6)))
+    return norm, normaliser, acq, scale
+
+
+def part_step(args) -> dict:
+    """Seconds per training step (sampling and network separately) for patch sizes, batch
+    sizes, channels-last and thread counts; rounds interleaved so that load changes hit every
+    configuration alike; medians."""
+    from medsr.infer.selfsup import SelfSupConfig, ThroughPlaneNet, _PairSampler
+
+    _, image = _mni_4mm()
+    norm, _, acq, scale = _prepared(image)
+    runs = {}
+    for patch, batch, cl, threads in STEP_CONFIGS:
+        config = SelfSupConfig(steps=10, patch=patch, batch_size=batch)
+        sampler = _PairSampler(
+            norm, acq, (1.0, 1.0), scale, config, torch.Generator().manual_seed(0)
+        )
+        torch.manual_seed(0)
+        model = ThroughPlaneNet(scale=scale)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        runs[(patch, batch, cl, threads)] = (sampler, model, opt, fmt, {"sample": [], "model": []})
+    old = torch.get_num_threads()
+    for _ in range(args.rounds):
+        for (*_, threads), (sampler, model, opt, fmt, times) in runs.items():
+            torch.set_num_threads(threads)
+            for i in range(12):
+                t0 = time.perf_counter()
+                x, y = sampler.sample()
+                t1 = time.perf_counter()
+                x = x.contiguous(memory_format=fmt)
+                loss = (model(x) - y).abs().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                t2 = time.perf_counter()
+                if i >= 2:  # the first steps of a round warm the allocator and caches
+                    times["sample"].append(t1 - t0)
+                    times["model"].append(t2 - t1)
+    # the sampler used to degrade whole slices: the cost of one whole-slice degradation
+    sampler = next(iter(runs.values()))[0]
+    _, down, target = sampler.ops[0][0]
+    hr = norm[norm.shape[0] // 2]
+    whole, strip = [], []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        down @ hr, target @ hr
+        t1 = time.perf_counter()
+        down[:12] @ hr[:, :48], target[: 12 * scale] @ hr[:, :48]
+        whole.append(t1 - t0)
+        strip.append(time.perf_counter() - t1)
+    torch.set_num_threads(old)
+    rows = []
+    for (patch, batch, cl, threads), (sampler, *_, times) in runs.items():
+        x, _ = sampler.sample()
+        s, m = float(np.median(times["sample"])), float(np.median(times["model"]))
+        rows.append(
+            {
+                "patch": patch,
+                "batch": batch,
+                "channels_last": cl,
+                "threads": threads,
+                "input": list(x.shape),
+                "sample_ms": 1e3 * s,
+                "model_ms": 1e3 * m,
+                "step_ms": 1e3 * (s + m),
+                "kpixels_per_s": x.numel() * scale / (s + m) / 1e3,  # output pixels
+            }
+        )
+        print(
+            f"  patch {patch} batch {batch} cl {cl} threads {threads}: sample {1e3 * s:.1f} ms, "
+            f"model {1e3 * m:.1f} ms",
+            flush=True,
+        )
+    return {
+        "rows": rows,
+        "degrade_whole_slice_ms": 1e3 * float(np.median(whole)),
+        "degrade_patch_strip_ms": 1e3 * float(np.median(strip)),
+        "slice": list(hr.shape),
+    }
+
+
+class _PausableClock:
+    """perf_counter less the time spent evaluating checkpoints."""
+
+    def __init__(self) -> None:
+        self.paused = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.paused
+
+
+def tracked_run(image, config, checkpoints, truth=None, target=None) -> dict:
+    """Train like ``self_supervised_upscale`` (slice axis 0) and, at the first held-out check
+    past each of ``checkpoints`` (seconds of training), reconstruct the volume and score it:
+    whole-volume metrics against ``truth`` when given, and the fidelity PSNR. Evaluation time
+    is taken off the training clock; the final (annealed) network is scored too."""
+    from medsr.infer.selfsup import _reconstruct, _train
+
+    norm, normaliser, acq, scale = _prepared(image)
+    n = norm.shape[0]
+    d = target or float(np.mean(image.spacing[1:]))
+    m_out = max(n + 1, round(n * acq.spacing / d))
+    dev = torch.device("cpu")
+    points: list[dict] = []
+    pending = sorted(checkpoints)
+    apply_seconds: list[float] = []
+
+    def evaluate(model, entry) -> dict:
+        t = time.perf_counter()
+        out, fidelity = _reconstruct(
+            model, norm, acq, m_out, config.planes_per_call, dev, lambda: None
+        )
+        apply_seconds.append(time.perf_counter() - t)
+        point = {**entry, "fidelity_psnr": fidelity}
+        if truth is not None:
+            point.update(scores(np.asarray(normaliser.inverse(out.numpy()), np.float32), truth))
+        print(
+            "    "
+            + ", ".join(f"{k} {v:.4g}" for k, v in point.items() if isinstance(v, float | int)),
+            flush=True,
+        )
+        return point
+
+    clock = _PausableClock()
+
+    def on_check(model, entry) -> None:
+        if pending and entry["seconds"] >= pending[0]:
+            while pending and entry["seconds"] >= pending[0]:
+                pending.pop(0)
+            t = time.perf_counter()
+            points.append(evaluate(model, dict(entry)))
+            clock.paused += time.perf_counter() - t
+
+    t0 = clock()
+    trained = _train(norm, acq, (1.0, 1.0), scale, config, dev, lambda s: None, clock, on_check)
+    seconds = clock() - t0
+    final = evaluate(
+        trained.model,
+        {"step": trained.steps, "seconds": seconds, "heldout_psnr": trained.heldout_psnr},
+    )
+    final["final"] = True
+    points.append(final)
+    return {
+        "config": {k: v for k, v in config.__dict__.items()},
+        "steps": trained.steps,
+        "stop_reason": trained.stop_reason,
+        "train_seconds": seconds,
+        "apply_seconds": float(np.median(apply_seconds)),
+        "points": points,
+        "history": trained.history,
+    }
+
+
+def would_stop(history: list[dict], patience: int, min_delta: float) -> dict | None:
+    """The held-out check at which the early-stopping rule would start the anneal."""
+    best, stale = -np.inf, 0
+    for entry in history:
+        stale = 0 if entry["heldout_psnr"] > best + min_delta else stale + 1
+        best = max(best, entry["heldout_psnr"])
+        if stale >= patience:
+            return entry
+    return None
+
+
+def part_tune(args) -> list[dict]:
+    """Batch sizes at equal training time: held-out PSNR after ``--tune-seconds`` of training
+    (budget mode without early stopping; the held-out patches do not depend on the batch)."""
+    from medsr.infer.selfsup import SelfSupConfig, _train
+
+    _, image = _mni_4mm()
+    norm, _, acq, scale = _prepared(image)
+    rows = []
+    for batch in (16, 8, 4):
+        config = SelfSupConfig(
+            budget=args.tune_seconds, patience=0, batch_size=batch, seed=args.seed
+        )
+        load = os.getloadavg()
+        trained = _train(norm, acq, (1.0, 1.0), scale, config, torch.device("cpu"), lambda s: None)
+        rows.append(
+            {
+                "batch": batch,
+                "patch": config.patch,
+                "seconds": args.tune_seconds,
+                "steps": trained.steps,
+                "heldout_psnr": trained.heldout_psnr,
+                "load": load,
+            }
+        )
+        print(
+            f"  batch {batch}: {trained.steps} steps, held-out {trained.heldout_psnr:.3f} dB",
+            flush=True,
+        )
+    return rows
+
+
+def part_curve(args) -> dict:
+    """PSNR/SSIM versus training wall time (simulated 4 mm volumes) and the fidelity score
+    versus time on a real thick-slice volume."""
+    from medsr.infer.selfsup import DEFAULT_BUDGET, SelfSupConfig
+    from medsr.io import read
+
+    out: dict = {}
+    every = [30, 90, 180, 300, 420, 600, 900]
+    default = SelfSupConfig(seed=args.seed)
+    cases = load_cases([c for c in args.cases if c != "thick"])
+    for name, (truth, _) in cases.items():
+        image = thick_image(truth, 4, 4.0)
+        cub = scores(cubic(image, 4), truth)
+        runs = {}
+        if name == "mni" and args.long:
+            print(f"{name} 4 mm: long run, {args.long:.0f} s without early stopping", flush=True)
+            config = SelfSupConfig(budget=args.long, patience=0, seed=args.seed)
+            runs["long"] = tracked_run(image, config, [c for c in every if c < args.long], truth)
+        print(f"{name} 4 mm: default run (budget {DEFAULT_BUDGET:.0f} s)", flush=True)
+        # until its anneal the default run repeats the long run step for step (same seed,
+        # same rate): only its end is scored
+        runs["default"] = tracked_run(image, default, [], truth)
+        if name == "mni":
+            print(f"{name} 4 mm: --steps 500 (the old default)", flush=True)
+            runs["steps 500"] = tracked_run(
+                image, SelfSupConfig(steps=500, seed=args.seed), [], truth
+            )
+        out[name] = {"cubic": cub, "runs": runs, "load_after": os.getloadavg()}
+    if "thick" in args.cases:
+        if not THICK.exists():
+            print(f"{THICK} missing: real thick case skipped")
+        else:
+            image = read(THICK)
+            print(
+                f"{THICK.name}: {image.array.shape} at {image.spacing} mm, default run", flush=True
+            )
+            out["thick"] = {
+                "file": THICK.name,
+                "shape": list(image.array.shape),
+                "spacing": [round(s, 4) for s in image.spacing],
+                "runs": {"default": tracked_run(image, default, [60, 120, 180])},
+                "load_after": os.getloadavg(),
+            }
+    return out
+
+
+def fig_curve(curve: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medsr.infer.selfsup import DEFAULT_BUDGET
+
+    sims = [k for k in curve if k != "thick"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    colours = {"mni": "tab:blue", "brats": "tab:orange"}
+    for name in sims:
+        c = colours.get(name, "tab:green")
+        for run, data in curve[name]["runs"].items():
+            pts = data["points"]
+            t = [p["seconds"] for p in pts]
+            # the end of each run: a star (long), a diamond (default budget), a square (500 steps)
+            end = {"long": "*", "default": "D", "steps 500": "s"}[run]
+            for ax, key in zip(axes[:2], ("psnr", "ssim"), strict=True):
+                ax.plot(t, [p[key] for p in pts], "-", color=c, marker=".", alpha=0.8)
+                ax.plot(
+                    t[-1],
+                    pts[-1][key],
+                    end,
+                    color=c,
+                    ms=9 if end == "*" else 6,
+                    label=f"{name} {run}",
+                    ls="",
+                )
+        for ax, key in zip(axes[:2], ("psnr", "ssim"), strict=True):
+            ax.axhline(curve[name]["cubic"][key], color=c, lw=0.8, alpha=0.6)
+    for ax, label in zip(axes[:2], ("PSNR (dB), whole volume", "SSIM, sagittal"), strict=True):
+        ax.axvline(DEFAULT_BUDGET, color="grey", lw=0.8, ls="-.")
+        ax.set_xlim(left=0)
+        ax.set_xlabel("training wall time (s), 1 thread")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    if sims:
+        axes[0].legend(fontsize=7)
+    if "thick" in curve:
+        pts = curve["thick"]["runs"]["default"]["points"]
+        t = [p["seconds"] for p in pts]
+        ax, twin = axes[2], axes[2].twinx()
+        ax.plot(t, [p["fidelity_psnr"] for p in pts], "--", marker=".", color="tab:red")
+        ax.plot(t[-1], pts[-1]["fidelity_psnr"], "*", color="tab:red", ms=10)
+        twin.plot(t, [p["heldout_psnr"] for p in pts], "--", marker=".", color="tab:purple")
+        twin.plot(t[-1], pts[-1]["heldout_psnr"], "*", color="tab:purple", ms=10)
+        ax.set_ylabel("fidelity (consistency), dB", color="tab:red", fontsize=9)
+        twin.set_ylabel("held-out in-plane PSNR, dB", color="tab:purple", fontsize=9)
+        ax.axvline(DEFAULT_BUDGET, color="grey", lw=0.8, ls="-.")
+        ax.set_title(f"real 6.5 mm {curve['thick']['file'].split('_')[0]}", fontsize=10)
+        ax.set_xlabel("training wall time (s), 1 thread")
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        "Self-supervised through-plane SR vs training time (markers: end of each run; thin "
+        "lines: cubic)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = OUT / "curve.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def curve_table(curve: dict) -> str:
+    lines = [
+        "| volume | run | training (s) | steps | held-out PSNR | PSNR (dB) | PSNR fg | SSIM "
+        "| fidelity (dB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, case in curve.items():
+        if "cubic" in case:
+            c = case["cubic"]
+            lines.append(
+                f"| {name} 4 mm | cubic | 0 | – | – | {c['psnr']:.2f} | {c['psnr_fg']:.2f} | "
+                f"{c['ssim']:.4f} | – |"
+            )
+        for run, data in case["runs"].items():
+            for p in data["points"]:
+                end = f" (end: {data['stop_reason']})" if p.get("final") else ""
+                held = "–" if p.get("heldout_psnr") is None else f"{p['heldout_psnr']:.2f}"
+                sim = (
+                    f"{p['psnr']:.2f} | {p['psnr_fg']:.2f} | {p['ssim']:.4f}"
+                    if "psnr" in p
+                    else "– | – | –"
+                )
+                lines.append(
+                    f"| {name}{' 4 mm' if 'cubic' in case else ''} | {run}{end} | "
+                    f"{p['seconds']:.0f} | {p['step']} | {held} | {sim} | "
+                    f"{p['fidelity_psnr']:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def step_table(step: dict, tune: list[dict] | None) -> str:
+    lines = [
+        "| patch | batch | channels-last | threads | input (B, 1, h, w) | sampling (ms) "
+        "| network (ms) | step (ms) | output kpixel/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in step["rows"]:
+        lines.append(
+            f"| {r['patch']} | {r['batch']} | {'yes' if r['channels_last'] else 'no'} | "
+            f"{r['threads']} | {tuple(r['input'])} | {r['sample_ms']:.1f} | {r['model_ms']:.1f} | "
+            f"{r['step_ms']:.1f} | {r['kpixels_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Degrading one whole {step['slice'][0]} x {step['slice'][1]} slice (as the sampler did "
+        f"before): {step['degrade_whole_slice_ms']:.2f} ms; only the patch's strip: "
+        f"{step['degrade_patch_strip_ms']:.3f} ms (per patch, 1 thread).",
+    ]
+    if tune:
+        lines += [
+            "",
+            "| batch | patch | training (s) | steps | held-out PSNR (dB) | load before |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in tune:
+            lines.append(
+                f"| {r['batch']} | {r['patch']} | {r['seconds']:.0f} | {r['steps']} | "
+                f"{r['heldout_psnr']:.3f} | {', '.join(f'{v:.1f}' for v in r['load'])} |"
+            )
+    return "\n".join(lines)
+
+
 # -- figures ------------------------------------------------------------------------------------
 def _norm(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(ref, [0.5, 99.5])
@@ -458,15 +879,75 @@ def section(report: dict) -> str:
     return "\n".join(lines)
 
 
+def budget_section(report: dict) -> str:
+    """The RESULTS.md section for the step, tune and curve parts (issue 21)."""
+    lines = [
+        BUDGET_HEADING,
+        "",
+        f"{report['date']}, {report['machine']} (no GPU), torch {report['torch']}, one torch "
+        "thread, `nice -n 10`. A long training job and other tests shared the CPU; load "
+        "averages (1, 5, 15 min) at the start and end of each run:",
+        "",
+    ]
+    for run in report["runs"]:
+        if {"step", "tune", "curve"} & set(run["parts"]):
+            start, end = (", ".join(f"{v:.1f}" for v in load) for load in run["load"])
+            lines.append(f"- `{run['command']}`: load {start} -> {end}")
+    if report.get("step"):
+        lines += ["", "### Step cost", "", step_table(report["step"], report.get("tune"))]
+    if report.get("curve"):
+        lines += [
+            "",
+            "### Quality versus training time",
+            "",
+            curve_table(report["curve"]),
+            "",
+            "Figure: [selfsup/curve.png](selfsup/curve.png).",
+        ]
+        lines += ["", early_stop_lines(report["curve"])]
+    return "\n".join(lines) + "\n"
+
+
+def early_stop_lines(curve: dict) -> str:
+    """When the early-stopping rule would have started the anneal in the long runs (their
+    held-out history does not depend on the rule: they ran without it)."""
+    out = []
+    for name, case in curve.items():
+        run = case["runs"].get("long")
+        if not run:
+            continue
+        for patience in (3, 6, 10):
+            entry = would_stop(run["history"], patience, 0.01)
+            when = (
+                "never"
+                if entry is None
+                else f"at step {entry['step']}, {entry['seconds']:.0f} s "
+                f"(held-out {entry['heldout_psnr']:.2f} dB)"
+            )
+            out.append(
+                f"- {name} long run ({run['train_seconds']:.0f} s, {run['steps']} steps): "
+                f"patience {patience} checks, 0.01 dB: the anneal would start {when}"
+            )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--parts",
         nargs="*",
         default=["quality", "speed", "dipy"],
-        help="quality, speed, dipy; none with --append: the section from results.json",
+        help="quality, speed, dipy, step, tune, curve, figure (curve.png and curve.md from "
+        "results.json); none with --append: the section from results.json",
     )
-    p.add_argument("--cases", nargs="+", default=["mni", "brats", "spine"])
+    p.add_argument(
+        "--cases", nargs="+", default=["mni", "brats", "spine"], help="thick: the real volume"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="step part: interleaved rounds")
+    p.add_argument("--tune-seconds", type=float, default=60.0, help="tune part: seconds per run")
+    p.add_argument(
+        "--long", type=float, default=480.0, help="curve part: the long MNI run (s; 0: none)"
+    )
     p.add_argument("--steps", type=int, default=None, help="training steps (default: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -475,6 +956,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="a trained 2D checkpoint to compare with")
     p.add_argument("--model-scale", type=int, default=4, help="the cases --model runs on")
     p.add_argument("--append", type=Path, default=None, help="append a section to this file")
+    p.add_argument(
+        "--append-budget", type=Path, default=None, help="append the issue 21 section to this file"
+    )
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/bench_selfsup.py " + " ".join(argv or sys.argv[1:])
@@ -496,9 +980,12 @@ def main(argv: list[str] | None = None) -> int:
                 "load": [report.pop("load_start"), report.pop("load_end")],
             }
         ]
-    if args.parts:
+    measured = [part for part in args.parts if part != "figure"]  # figure: a redraw
+    if measured:
         report.setdefault("runs", []).append({"command": command.strip(), "parts": args.parts})
     load_start = os.getloadavg()
+    if args.threads is not None:  # the step part sets its own per configuration
+        torch.set_num_threads(args.threads)
     if "quality" in args.parts:
         rows, views = part_quality(args)
         report["quality"] = rows
@@ -512,12 +999,26 @@ def main(argv: list[str] | None = None) -> int:
     if "dipy" in args.parts:
         report["dipy"] = part_dipy(args)
         print("dipy:", json.dumps(report["dipy"]))
-    if args.parts:
+    if "step" in args.parts:
+        report["step"] = part_step(args)
+    if "tune" in args.parts:
+        report["tune"] = part_tune(args)
+    if "step" in args.parts or "tune" in args.parts:
+        (OUT / "step_time.md").write_text(step_table(report["step"], report.get("tune")) + "\n")
+    if "curve" in args.parts:
+        report.setdefault("curve", {}).update(part_curve(args))
+    if ("curve" in args.parts or "figure" in args.parts) and report.get("curve"):
+        (OUT / "curve.md").write_text(curve_table(report["curve"]) + "\n")
+        fig_curve(report["curve"])
+    if measured:
         report["runs"][-1]["load"] = [load_start, os.getloadavg()]
         (OUT / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     if args.append:
         with args.append.open("a") as f:
             f.write("\n" + section(report))
+    if args.append_budget:
+        with args.append_budget.open("a") as f:
+            f.write("\n" + budget_section(report))
     return 0
 
 

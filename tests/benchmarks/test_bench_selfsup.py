@@ -45,3 +45,23 @@ def test_section_from_the_recorded_results():
     text = bench.section(json.loads(results.read_text()))
     assert text.startswith("## Self-supervised through-plane SR (issue 10)")
     assert "| mni | 4 mm | self-supervised |" in text and "limit 15 min" in text
+
+
+def test_would_stop_follows_the_early_stopping_rule():
+    bench = _bench()
+    psnrs = [30.0, 31.0, 31.005, 31.0, 30.9]
+    history = [{"step": 100 * i, "heldout_psnr": v} for i, v in enumerate(psnrs, 1)]
+    assert bench.would_stop(history, 2, 0.01)["step"] == 400
+    assert bench.would_stop(history, 3, 0.01)["step"] == 500
+    assert bench.would_stop(history, 4, 0.01) is None
+
+
+def test_budget_section_from_the_recorded_results():
+    bench = _bench()
+    results = SCRIPT.parent / "selfsup" / "results.json"
+    report = json.loads(results.read_text()) if results.exists() else {}
+    if "curve" not in report or "step" not in report:
+        pytest.skip("no recorded step and curve results")
+    text = bench.budget_section(report)
+    assert text.startswith(bench.BUDGET_HEADING)
+    assert "| 48 | 16 | no | 1 |" in text and "(end: " in text

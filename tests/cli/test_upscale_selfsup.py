@@ -161,3 +161,77 @@ def test_self_supervised_over_a_folder_tree_and_refused_in_batch_only_modes(
     assert "--list, --manifest and torchrun are not supported" in capsys.readouterr().err
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main([*args, "--overwrite", *FAST]) == 2
+
+
+def test_budget_and_patience_options_and_plain_progress_lines(tmp_path, capsys):
+    # 10 slices of 4 mm: slice 4 is held out, so there is a held-out PSNR to show
+    rng = np.random.default_rng(1)
+    data = (rng.random((24, 24, 10)) * 1000).astype(np.int16)
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.0, 1.0])), path)
+    args = ["upscale", str(path), "-o", str(tmp_path / "out"), "--self-supervised"]
+    args += ["--axis", "through-plane", "--threads", "1"]
+    code = main([*args, "--budget", "0.02", "--patience", "0"])  # 1.2 s of training
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    # not a terminal: plain lines for logs, the first step's and the first plane's at least
+    lines = captured.err.splitlines()
+    assert any(line.startswith("vol.nii.gz: training step 1, held-out PSNR") for line in lines)
+    assert any(line.startswith("vol.nii.gz: applying, plane 1/48") for line in lines)
+    assert "(time budget 1 s)" in captured.out and "held-out PSNR" in captured.out
+    code = main([*args, "--overwrite", "--steps", "3"])
+    captured = capsys.readouterr()
+    assert code == 0 and " 3 steps on cpu (3 steps)" in captured.out
+    for bad in ("0", "-1", "nan"):
+        assert main([*args, "--overwrite", "--budget", bad]) == 2
+        assert f"--budget must be a positive number of minutes, got {bad}" in (
+            capsys.readouterr().err
+        )
+
+
+def test_reporter_throttles_plain_lines_and_updates_a_terminal_bar():
+    import io
+
+    from medsr.cli.selfsup import _Reporter
+    from medsr.infer.selfsup import SelfSupProgress
+
+    now = [0.0]
+    stream = io.StringIO()
+    plain = _Reporter("v.nii", print, plain=True, stream=stream, interval=30, clock=lambda: now[0])
+
+    def train(done: int, ending: str | None = None) -> SelfSupProgress:
+        return SelfSupProgress(
+            stage="train",
+            done=done,
+            total=None,
+            fraction=done / 1000,
+            elapsed=done / 10,
+            seconds_left=125.0,
+            heldout_psnr=36.123,
+            best_psnr=36.2,
+            ending=ending,
+        )
+
+    plain(train(1))
+    now[0] = 10.0
+    plain(train(100))  # within 30 s of the last line: not shown
+    now[0] = 31.0
+    plain(train(300))
+    now[0] = 32.0
+    plain(train(310, ending="time budget 240 s"))  # the end begins: shown at once
+    assert stream.getvalue().splitlines() == [
+        "v.nii: training step 1, held-out PSNR 36.12 dB (best 36.20), 2:05 left",
+        "v.nii: training step 300, held-out PSNR 36.12 dB (best 36.20), 2:05 left",
+        "v.nii: training step 310, held-out PSNR 36.12 dB (best 36.20), 2:05 left, "
+        "ending: time budget 240 s",
+    ]
+    updates: list[dict] = []
+    bar = _Reporter("v.nii", lambda **kw: updates.append(kw), plain=False, stream=stream)
+    bar(
+        SelfSupProgress(
+            stage="apply", done=3, total=40, fraction=0.075, elapsed=1.0, seconds_left=12.4
+        )
+    )
+    assert updates == [
+        {"description": "v.nii: applying, plane 3/40, 0:12 left", "completed": 3, "total": 40}
+    ]

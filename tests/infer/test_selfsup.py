@@ -1,18 +1,29 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from medsr.errors import ConfigError
 from medsr.infer.selfsup import (
+    DEFAULT_BUDGET,
+    DEFAULT_PATIENCE,
     SelfSupConfig,
+    SelfSupProgress,
     SliceAcquisition,
     ThroughPlaneNet,
     _along,
     _grid_positions,
+    _PairSampler,
+    _Schedule,
+    _ThreadProbe,
+    _train,
     cubic_matrix,
     estimate_acquisition,
+    heldout_slices,
     profile_matrix,
     self_supervised_upscale,
     through_plane_axis,
@@ -22,6 +33,15 @@ from medsr.io.image import Image
 from medsr.transforms.degrade import slice_profile_weights, thick_slices
 
 TINY = SelfSupConfig(steps=4, batch_size=2, patch=16, features=8, num_blocks=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: several OpenMP threads crawl when other jobs share the CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def run(image: Image, **options):
@@ -141,6 +161,182 @@ def test_bad_config_is_refused():
         SelfSupConfig(steps=0)
     with pytest.raises(ConfigError, match="patch"):
         SelfSupConfig(patch=4)
+    with pytest.raises(ConfigError, match="budget must be a positive number of seconds, got 0"):
+        SelfSupConfig(budget=0)
+    with pytest.raises(ConfigError, match="patience must be an integer >= 0"):
+        SelfSupConfig(patience=-1)
+    with pytest.raises(ConfigError, match="anneal must be in"):
+        SelfSupConfig(anneal=1.0)
+
+
+def test_default_stopping_rule_and_step_count_mode():
+    default = SelfSupConfig()
+    assert default.steps is None
+    assert default.time_limit == DEFAULT_BUDGET and default.stop_patience == DEFAULT_PATIENCE
+    exact = SelfSupConfig(steps=300)  # a step count: no budget and no early stopping...
+    assert exact.time_limit is None and exact.stop_patience == 0
+    both = SelfSupConfig(steps=300, budget=30.0, patience=2)  # ...unless asked for
+    assert both.time_limit == 30.0 and both.stop_patience == 2
+    assert SelfSupConfig(patience=0).stop_patience == 0
+
+
+# -- the stopping rule (a fake clock: no timing in tests) ----------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_schedule_for_a_step_count_warms_up_holds_and_anneals_to_zero():
+    clock = FakeClock()
+    s = _Schedule(SelfSupConfig(steps=100, learning_rate=1.0, warmup=50), clock)
+    lrs = [s.lr(k) for k in range(100)]
+    assert lrs[0] == pytest.approx(1 / 25)  # warm-up: at most a tenth of the steps
+    assert lrs[10:80] == [1.0] * 70
+    assert lrs[80] == 1.0 and lrs[99] == pytest.approx(1 / 20)  # last fifth: linear to zero
+    assert all(a > b for a, b in itertools.pairwise(lrs[80:]))
+    clock.now = 1e9  # no time limit with a step count
+    assert not s.finished(99) and s.finished(100)
+
+
+def test_schedule_anneals_at_the_time_budget_and_stops_at_it():
+    clock = FakeClock()
+    s = _Schedule(SelfSupConfig(budget=100.0, patience=0, learning_rate=1.0, warmup=0), clock)
+    clock.now = 79.0
+    assert s.lr(400) == 1.0 and s.anneal_from is None
+    clock.now = 80.0  # (1 - anneal) of the budget: the anneal starts, a quarter of the steps
+    assert s.lr(400) == 1.0 and s.anneal_from == 400 and s.anneal_len == 100
+    assert s.reason == "time budget 100 s"
+    clock.now = 90.0  # half the time left: half the rate, whatever the step
+    assert s.lr(410) == pytest.approx(0.5) and not s.finished(410)
+    assert s.fraction(410) == pytest.approx(0.9)
+    clock.now = 85.0  # steps faster than the clock: the step fraction rules
+    assert s.lr(475) == pytest.approx(0.25)
+    assert s.finished(500)
+    clock.now = 100.0
+    assert s.finished(420)  # the budget ends the run however few steps were made
+
+
+def test_schedule_anneals_when_the_heldout_psnr_stops_improving():
+    clock = FakeClock()
+    config = SelfSupConfig(budget=1000.0, patience=2, min_delta=0.1, warmup=0)
+    s = _Schedule(config, clock)
+    assert s.check(100, 30.0) and s.check(200, 31.0)
+    assert s.check(300, 31.05) and s.anneal_from is None  # best, but < 0.1 dB: stale
+    assert not s.check(400, 30.9)  # two stale checks
+    assert s.anneal_from == 400 and s.anneal_len == 100
+    assert s.reason == "held-out PSNR not improved by 0.1 dB in 2 checks"
+    assert not s.finished(499) and s.finished(500)
+
+
+def test_heldout_slices_are_kept_out_of_training():
+    assert heldout_slices(25) == [4, 12, 20] and heldout_slices(7) == []
+    vol = torch.rand(16, 24, 24)
+    config = SelfSupConfig(patch=16)
+    acq = SliceAcquisition(spacing=4.0, thickness=4.0)
+    held = heldout_slices(16)
+    training = [k for k in range(16) if k not in held]
+    sampler = _PairSampler(vol, acq, (1.0, 1.0), 4, config, torch.Generator(), training)
+    assert sampler.slice_weights[held].sum() == 0 and sampler.slice_weights.sum() == 1
+
+
+def test_sampler_degrades_the_patch_as_the_whole_slice_would():
+    # the sampler degrades only the patch's columns: the same as cropping the degraded slice
+    vol = torch.from_numpy(phantom((4, 40, 40), 2))
+    config = SelfSupConfig(patch=16, batch_size=6, phases=1)
+    acq = SliceAcquisition(spacing=4.0, thickness=4.0)
+    sampler = _PairSampler(vol, acq, (1.0, 1.0), 4, config, torch.Generator().manual_seed(0))
+    x, y = sampler.sample()
+    assert x.shape == (6, 1, 4, 16) and y.shape == (6, 1, 16, 16)
+    _, down, target = sampler.ops[0][0]  # square slices: the same operators either way
+    wholes = []  # every slice, orientation and flip, degraded whole (input, target)
+    for k in range(4):
+        for hr in (vol[k], vol[k].T):
+            for flip in (False, True):
+                src = hr.flip(0) if flip else hr
+                wholes.append((down @ src, target @ src))
+    for xi, yi in zip(x[:, 0], y[:, 0], strict=True):
+        found = False
+        for lr, tg in wholes:
+            for a in range(lr.shape[0] - 3):
+                for c in range(lr.shape[1] - 15):
+                    for mirror in (False, True):
+                        px = xi.flip(1) if mirror else xi
+                        py = yi.flip(1) if mirror else yi
+                        found = found or (
+                            torch.allclose(lr[a : a + 4, c : c + 16], px, atol=1e-5)
+                            and torch.allclose(tg[4 * a : 4 * a + 16, c : c + 16], py, atol=1e-5)
+                        )
+        assert found
+
+
+def test_thread_probe_keeps_the_faster_thread_count():
+    probe = _ThreadProbe([1, 2], skip=2, rounds=3)
+    assert [probe.threads(k) for k in range(8)] == [1, 1, 1, 1, 1, 2, 2, 2]
+    for k in range(8):  # two threads a little faster: kept
+        probe.record(k, 0.1 if probe.threads(k) == 1 else 0.09)
+    assert probe.chosen == 2 and probe.threads(100) == 2
+    slow = _ThreadProbe([1, 2], skip=2, rounds=3)
+    for k in range(6):  # the first two-thread step is 4 times slower: dropped at once
+        slow.record(k, 0.1 if slow.threads(k) == 1 else 0.4)
+    assert slow.chosen == 1 and slow.times[2] == [0.4]
+    assert _ThreadProbe([2, 2]).chosen == 2  # nothing to choose
+
+
+def _train_on(vol: Tensor, config: SelfSupConfig, clock=None, seen=None):
+    acq = SliceAcquisition(spacing=4.0, thickness=4.0)
+    report = seen.append if seen is not None else (lambda status: None)
+    kwargs = {} if clock is None else {"clock": clock}
+    return _train(vol, acq, (1.0, 1.0), 4, config, torch.device("cpu"), report, **kwargs)
+
+
+def test_training_ends_at_the_time_budget_by_the_clock():
+    vol = torch.from_numpy(phantom((8, 32, 32), 4))
+    clock = FakeClock()
+    seen: list[SelfSupProgress] = []
+
+    def tick(status: SelfSupProgress) -> None:
+        seen.append(status)
+        clock.now += 1.0  # each step takes a second
+
+    config = SelfSupConfig(
+        budget=20.0, patience=0, eval_every=5, batch_size=2, patch=16, features=4, num_blocks=1
+    )
+    acq = SliceAcquisition(spacing=4.0, thickness=4.0)
+    trained = _train(vol, acq, (1.0, 1.0), 4, config, torch.device("cpu"), tick, clock)
+    # the anneal starts at 16 s (step 16) and lasts a quarter of those steps: 4 more
+    assert trained.steps == 20 and trained.stop_reason == "time budget 20 s"
+    assert [p.total for p in seen] == [None] * 20
+    # the 10th report comes 9 s in (the clock moves after each report): 11 s left
+    assert seen[9].seconds_left == pytest.approx(11.0) and seen[-1].fraction == 1.0
+    assert seen[-1].ending == "time budget 20 s" and seen[10].ending is None
+    assert [h["step"] for h in trained.history] == [5, 10, 15, 20]  # one held-out slice
+    assert seen[-1].heldout_psnr == trained.history[-1]["heldout_psnr"]
+    assert trained.history[-1]["lr"] < trained.history[0]["lr"]
+
+
+def test_training_stops_early_when_the_heldout_psnr_stalls():
+    vol = torch.from_numpy(phantom((8, 32, 32), 5))
+    # a learning rate too small to gain 1 dB: checks 2 and 3 are stale, the anneal starts
+    # after step 6 and lasts a quarter of that (2 steps)
+    config = SelfSupConfig(
+        budget=1e6,
+        patience=2,
+        min_delta=1.0,
+        eval_every=2,
+        learning_rate=1e-9,
+        batch_size=2,
+        patch=16,
+        features=4,
+        num_blocks=1,
+        warmup=0,
+    )
+    trained = _train_on(vol, config)
+    assert trained.steps == 8
+    assert trained.stop_reason == "held-out PSNR not improved by 1 dB in 2 checks"
+    assert len(trained.history) == 4 and trained.heldout_psnr is not None
 
 
 # -- the method ---------------------------------------------------------------------------------
@@ -154,8 +350,8 @@ def test_output_geometry_follows_the_slice_axis(tmp_path):
         direction=direction,
         modality="MR",
     )
-    seen = []
-    result = run(img, target_spacing=1.0, progress=lambda d, t: seen.append((d, t)))
+    seen: list[SelfSupProgress] = []
+    result = run(img, target_spacing=1.0, progress=seen.append)
     out = result.image
     assert result.axis == 1 and result.acquisition.spacing == 3.0
     assert out.array.shape == (20, 18, 18)  # 6 slices x 3 mm = 18 mm at 1 mm
@@ -164,8 +360,14 @@ def test_output_geometry_follows_the_slice_axis(tmp_path):
     expected = np.asarray(img.origin) + direction[:, 1] * (1.0 - 3.0) / 2.0
     np.testing.assert_allclose(out.origin, expected, atol=1e-9)
     np.testing.assert_allclose(out.direction, direction)
-    assert seen[-1] == (TINY.steps + 20 + 18, TINY.steps + 20 + 18)  # steps + both stacks
-    assert seen == sorted(seen)
+    train = [p for p in seen if p.stage == "train"]
+    apply = [p for p in seen if p.stage == "apply"]
+    assert [p.done for p in train] == list(range(1, TINY.steps + 1))
+    assert all(p.total == TINY.steps for p in train) and train[-1].fraction == 1.0
+    assert [p.done for p in apply] == list(range(1, 20 + 18 + 1))  # both stacks of planes
+    assert apply[-1].total == 38 and apply[-1].seconds_left == 0.0
+    assert result.steps == TINY.steps and result.stop_reason == "4 steps"
+    assert result.heldout_psnr is None  # 6 slices: none held out
     # through NIfTI: the affine carries the new spacing and origin
     path = tmp_path / "sr.nii.gz"
     write(out, path)
@@ -185,6 +387,14 @@ def test_same_seed_same_result_other_seed_differs():
     c = run(img, config=SelfSupConfig(**{**TINY.__dict__, "seed": 1})).image.array
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-4
+    # a step count is exact whatever the clock: a volume with held-out slices, checked
+    # after every step, twice
+    img8 = thick_volume(phantom((32, 24, 24), 3), 4, 4.0)
+    config = SelfSupConfig(**{**TINY.__dict__, "eval_every": 1})
+    d, e = run(img8, config=config), run(img8, config=config)
+    np.testing.assert_array_equal(d.image.array, e.image.array)
+    assert d.steps == TINY.steps and [h["step"] for h in d.history] == [1, 2, 3, 4]
+    assert d.heldout_psnr == max(h["heldout_psnr"] for h in d.history)  # the best is kept
 
 
 def test_recovers_thick_slices_better_than_cubic():

@@ -26,6 +26,10 @@ volume's own in-plane slices are the training data:
    spacing)``; a last cubic resampling along the slice axis reaches ``target_spacing``
    when the ratio is not whole or another spacing is asked for.
 
+5. **Training length.** By default a time budget, with early stopping when the PSNR on
+   in-plane slices held out of training (:func:`heldout_slices`) stops improving, and a
+   learning rate that always ends annealed (:class:`_Schedule`); or an exact step count.
+
 Geometry: the output covers the input's field of view with edges aligned
 (:meth:`medsr.io.image.Image.regrid`), so the slice axis has ``round(n * spacing /
 target)`` samples and the affine (NIfTI) or slice positions (DICOM) follow.
@@ -53,13 +57,17 @@ from medsr.transforms.degrade import FWHM_PER_SIGMA
 from medsr.transforms.intensity import Normaliser, fit_normaliser
 
 __all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_PATIENCE",
     "PROFILES",
     "SelfSupConfig",
+    "SelfSupProgress",
     "SelfSupResult",
     "SliceAcquisition",
     "ThroughPlaneNet",
     "cubic_matrix",
     "estimate_acquisition",
+    "heldout_slices",
     "profile_matrix",
     "self_supervised_upscale",
     "through_plane_axis",
@@ -69,8 +77,8 @@ logger = logging.getLogger(__name__)
 
 Profile = Literal["gaussian", "rect"]
 PROFILES: tuple[str, ...] = ("gaussian", "rect")
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``: training steps then planes, in one count."""
+Progress = Callable[["SelfSupProgress"], None]
+"""``progress(status)``: after each training step, then after each plane applied."""
 
 # An axis counts as through-plane only when it is this much coarser than in-plane; below,
 # the in-plane slices hold no finer detail to learn from.
@@ -293,12 +301,34 @@ class ThroughPlaneNet(nn.Module):
 
 
 # -- configuration and result -------------------------------------------------------------------
+DEFAULT_BUDGET = 240.0
+"""Seconds of training when no step count is given (see benchmarks/selfsup/curve.md)."""
+DEFAULT_PATIENCE = 6
+"""Held-out checks without improvement before the run anneals and stops (no step count)."""
+
+
 @dataclass(frozen=True)
 class SelfSupConfig:
-    """Training and inference settings. The defaults fit a 256x256x40 volume in well under
-    15 minutes on a 2-core CPU (see benchmarks/selfsup)."""
+    """Training and inference settings.
 
-    steps: int = 500
+    How long to train: with ``steps=None`` (the default) training stops at the first of a
+    time budget (``budget`` seconds, default :data:`DEFAULT_BUDGET`) and early stopping
+    (held-out PSNR not improved by ``min_delta`` dB for ``patience`` checks, one check every
+    ``eval_every`` steps; default :data:`DEFAULT_PATIENCE`, 0 turns it off). With ``steps=N``
+    exactly ``N`` steps are made, deterministic given the seed, machine and thread count;
+    ``budget`` and ``patience`` then apply only when given. Either way the run ends with a
+    linear anneal of the learning rate to zero over ``anneal`` of its length
+    (warmup-stable-decay), so a run stopped by time or by a plateau still ends annealed.
+    """
+
+    steps: int | None = None
+    budget: float | None = None
+    patience: int | None = None
+    eval_every: int = 100
+    min_delta: float = 0.01
+    heldout_patches: int = 128
+    warmup: int = 100
+    anneal: float = 0.2
     batch_size: int = 16
     patch: int = 48
     features: int = 32
@@ -309,16 +339,77 @@ class SelfSupConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "patch", "features", "phases", "planes_per_call"):
+        positive = ("batch_size", "patch", "features", "phases", "planes_per_call", "eval_every")
+        for name in (*positive, "heldout_patches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(
                     f"self-supervised {name} must be a positive integer, got {value!r}"
                 )
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ConfigError(
+                f"self-supervised steps must be a positive integer, got {self.steps!r}"
+            )
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 0):
+            raise ConfigError(
+                f"self-supervised patience must be an integer >= 0 (0: off), got {self.patience!r}"
+            )
+        if self.budget is not None and not (
+            isinstance(self.budget, int | float) and math.isfinite(self.budget) and self.budget > 0
+        ):
+            raise ConfigError(
+                f"self-supervised budget must be a positive number of seconds, got {self.budget!r}"
+            )
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ConfigError(
+                f"self-supervised warmup must be an integer >= 0, got {self.warmup!r}"
+            )
+        if not (0.0 < self.anneal < 1.0):
+            raise ConfigError(f"self-supervised anneal must be in (0, 1), got {self.anneal!r}")
+        if not (self.min_delta >= 0):
+            raise ConfigError(f"self-supervised min_delta must be >= 0 dB, got {self.min_delta!r}")
         if self.patch < 8:
             raise ConfigError(f"self-supervised patch must be at least 8 pixels, got {self.patch}")
         if not (self.learning_rate > 0):
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    @property
+    def time_limit(self) -> float | None:
+        """The training budget in seconds in force (None: no time limit)."""
+        if self.budget is not None:
+            return float(self.budget)
+        return DEFAULT_BUDGET if self.steps is None else None
+
+    @property
+    def stop_patience(self) -> int:
+        """Held-out checks without improvement before annealing (0: no early stopping)."""
+        if self.patience is not None:
+            return self.patience
+        return DEFAULT_PATIENCE if self.steps is None else 0
+
+
+@dataclass(frozen=True)
+class SelfSupProgress:
+    """What :func:`self_supervised_upscale` reports to its ``progress`` callback.
+
+    ``stage``: ``"train"`` (after each step) or ``"apply"`` (after each plane). ``done`` of
+    ``total`` steps or planes; ``total`` is None while training under a time budget or early
+    stopping (the step count is not known in advance). ``fraction`` of the stage done (an
+    estimate under a budget), ``elapsed`` and ``seconds_left`` (estimate) in this stage;
+    ``heldout_psnr`` and ``best_psnr``: the last and best check on the held-out in-plane
+    patches (dB, normalised units; None before the first check or without held-out slices);
+    ``ending``: why training is annealing towards its end, once it is.
+    """
+
+    stage: Literal["train", "apply"]
+    done: int
+    total: int | None
+    fraction: float
+    elapsed: float
+    seconds_left: float | None
+    heldout_psnr: float | None = None
+    best_psnr: float | None = None
+    ending: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +418,12 @@ class SelfSupResult:
 
     ``fidelity_psnr``: the output degraded again by the acquisition model against the
     normalised input (dB, data range 1); ``losses``: mean L1 training loss per tenth of the
-    steps; ``timings``: seconds for ``train``, ``apply``, ``total``.
+    steps (per ``eval_every`` steps without a step count); ``steps``: steps made;
+    ``stop_reason``: what ended training; ``heldout_psnr``: PSNR of the returned network on
+    the held-out in-plane patches (None without held-out slices); ``history``: one entry per
+    held-out check (``step``, ``seconds``, ``heldout_psnr``, ``lr``); ``threads``: the CPU
+    threads used (chosen on the first steps under a time budget when not given);
+    ``timings``: seconds for ``train``, ``apply``, ``total``.
     """
 
     image: Image
@@ -339,6 +435,11 @@ class SelfSupResult:
     losses: list[float]
     device: str
     timings: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    stop_reason: str = ""
+    heldout_psnr: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    threads: int | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -353,7 +454,11 @@ class SelfSupResult:
             "output_spacing": list(self.image.spacing),
             "fidelity_psnr": self.fidelity_psnr,
             "losses": list(self.losses),
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "heldout_psnr": self.heldout_psnr,
             "device": self.device,
+            "threads": self.threads,
             "timings": dict(self.timings),
         }
 
@@ -365,10 +470,17 @@ def _phases(step: float, count: int) -> list[int]:
     return sorted({round(q * step / count) % max(1, math.ceil(step)) for q in range(count)})
 
 
+def heldout_slices(n: int) -> list[int]:
+    """The in-plane slices kept out of training to decide when to stop: every 8th from the
+    5th (one in eight; none below 8 slices, where every slice is needed for training)."""
+    return list(range(4, n, 8)) if n >= 8 else []
+
+
 class _PairSampler:
     """Random (input, target) patches from the in-plane slices of ``vol`` ``(Z, Y, X)``
     (slice axis first, normalised), degraded along Y or X: inputs ``(B, 1, h, p)`` on the
-    thick-slice grid, targets ``(B, 1, s*h, p)`` on the network's output grid."""
+    thick-slice grid, targets ``(B, 1, s*h, p)`` on the network's output grid. Only the
+    slices in ``slices`` are drawn from (default: all)."""
 
     def __init__(
         self,
@@ -378,6 +490,7 @@ class _PairSampler:
         scale: int,
         config: SelfSupConfig,
         generator: torch.Generator,
+        slices: list[int] | None = None,
     ) -> None:
         self.vol = vol
         self.g = generator
@@ -407,11 +520,16 @@ class _PairSampler:
             self.ops.append(ops)
         # favour slices and positions with tissue: thresholded at a tenth of the range
         self.fg = vol > 0.1
+        self._fg_cache: dict[tuple[int, int], Tensor] = {}
         weights = self.fg.flatten(1).sum(1).to(torch.float64) + 1.0
+        if slices is not None:
+            keep = torch.zeros_like(weights)
+            keep[slices] = 1.0
+            weights = weights * keep
         self.slice_weights = weights / weights.sum()
 
-    def sample(self) -> tuple[Tensor, Tensor]:
-        b, g, s = self.config.batch_size, self.g, self.scale
+    def sample(self, batch: int | None = None) -> tuple[Tensor, Tensor]:
+        b, g, s = batch or self.config.batch_size, self.g, self.scale
         xs, ys = [], []
         slices = torch.multinomial(self.slice_weights, b, replacement=True, generator=g)
         orient = torch.randint(2, (b,), generator=g).tolist()
@@ -426,32 +544,207 @@ class _PairSampler:
                 int(torch.randint(len(self.ops[o]), (1,), generator=g))
             ]
             hr = self.vol[k] if o == 0 else self.vol[k].T  # degraded axis first
-            fg = self.fg[k] if o == 0 else self.fg[k].T
             flips = torch.rand(2, generator=g) < 0.5
+            top, left = self._corner(self._foreground(k, o), hr.shape, cols)
+            # only the patch's columns are degraded (the operators act along rows): the
+            # whole slice costs as much as a training step's convolutions
+            strip = hr[:, left : left + cols]
             if flips[0]:  # flip before degrading: both directions along the slice axis
-                hr, fg = hr.flip(0), fg.flip(0)
-            lr, tg = down @ hr, target @ hr
+                strip, top = strip.flip(0), hr.shape[0] - 1 - top
             step = self.steps[o]
-            top, left = self._corner(fg, hr.shape[1], cols)
             a = int((top - phase) // step) - h // 2
-            a = min(max(a, 0), lr.shape[0] - h)
-            x = lr[a : a + h, left : left + cols]
-            y = tg[a * s : (a + h) * s, left : left + cols]
+            a = min(max(a, 0), down.shape[0] - h)
+            x = down[a : a + h] @ strip
+            y = target[a * s : (a + h) * s] @ strip
             if flips[1]:
                 x, y = x.flip(1), y.flip(1)
             xs.append(x)
             ys.append(y)
         return torch.stack(xs)[:, None], torch.stack(ys)[:, None]
 
-    def _corner(self, fg: Tensor, w: int, cols: int) -> tuple[int, int]:
+    def _foreground(self, k: int, o: int) -> Tensor:
+        """Foreground pixels ``(N, 2)`` of slice ``k`` in orientation ``o``, found once (a
+        search per patch cost a tenth of a training step)."""
+        key = (k, o)
+        if key not in self._fg_cache:
+            fg = self.fg[k] if o == 0 else self.fg[k].T
+            self._fg_cache[key] = fg.nonzero()
+        return self._fg_cache[key]
+
+    def _corner(self, idx: Tensor, shape: tuple[int, ...], cols: int) -> tuple[int, int]:
         """A foreground row and the left column of a patch around it (90 %), else random."""
         g = self.g
-        idx = fg.nonzero()
+        h, w = shape
         if len(idx) and float(torch.rand(1, generator=g)) < 0.9:
             cy, cx = idx[int(torch.randint(len(idx), (1,), generator=g))].tolist()
             return cy, min(max(cx - cols // 2, 0), w - cols)
-        cy = int(torch.randint(fg.shape[0], (1,), generator=g))
+        cy = int(torch.randint(h, (1,), generator=g))
         return cy, int(torch.randint(w - cols + 1, (1,), generator=g))
+
+
+class _Schedule:
+    """Learning rate and stopping rule of one training run (warmup-stable-decay).
+
+    The rate rises linearly from 1/25 of ``learning_rate`` over ``warmup`` steps (at most a
+    tenth of a step count), stays constant, then falls linearly to zero. The fall (the
+    anneal) starts at the first of: ``1 - anneal`` of the step count; ``1 - anneal`` of the
+    time budget; ``patience`` held-out checks without an improvement of ``min_delta`` dB.
+    It lasts ``anneal / (1 - anneal)`` of the steps made so far (the rest of the step
+    count, when there is one) and is cut short by the time budget: its progress is the
+    larger of its step and time fractions, so the rate reaches zero when the run ends.
+    ``clock`` (seconds) is injectable for tests.
+    """
+
+    def __init__(self, config: SelfSupConfig, clock: Callable[[], float]) -> None:
+        self.lr0 = config.learning_rate
+        self.steps = config.steps
+        self.budget = config.time_limit
+        self.patience = config.stop_patience
+        self.min_delta = config.min_delta
+        self.f = config.anneal
+        self.warmup = config.warmup if self.steps is None else min(config.warmup, self.steps // 10)
+        self.clock = clock
+        self.t0 = clock()
+        self.best = -math.inf
+        self.stale = 0
+        self.anneal_from: int | None = None
+        self.anneal_len = 0
+        self.anneal_t0 = 0.0
+        self.reason: str | None = None
+        if self.steps is not None:
+            length = max(1, round(self.f * self.steps))
+            self._start_anneal(self.steps - length, f"{self.steps} steps")
+            self.anneal_len = length
+
+    def elapsed(self) -> float:
+        return self.clock() - self.t0
+
+    def _start_anneal(self, step: int, reason: str) -> None:
+        self.anneal_from = step
+        length = max(1, round(step * self.f / (1.0 - self.f)))
+        if self.steps is not None:
+            length = min(length, max(1, self.steps - step))
+        self.anneal_len = length
+        self.anneal_t0 = self.elapsed()
+        self.reason = reason
+
+    def _anneal_progress(self, step: int) -> float:
+        if self.anneal_from is None:
+            return 0.0
+        p = (step - self.anneal_from) / self.anneal_len
+        if self.budget is not None:
+            span = self.budget - self.anneal_t0
+            p = max(p, 1.0 if span <= 0 else (self.elapsed() - self.anneal_t0) / span)
+        return min(max(p, 0.0), 1.0)
+
+    def lr(self, step: int) -> float:
+        """The rate for step ``step`` (0-based); starts the anneal when the time says so."""
+        if (
+            self.anneal_from is None
+            and self.budget is not None
+            and self.elapsed() >= (1.0 - self.f) * self.budget
+        ):
+            self._start_anneal(step, f"time budget {self.budget:.0f} s")
+        warm = 1.0
+        if self.warmup and step < self.warmup:
+            warm = 1.0 / 25.0 + (1.0 - 1.0 / 25.0) * step / self.warmup
+        return self.lr0 * warm * (1.0 - self._anneal_progress(step))
+
+    def check(self, step: int, psnr: float) -> bool:
+        """Record a held-out check after ``step`` steps; True if it is the best so far."""
+        improved = psnr > self.best + self.min_delta
+        best = psnr > self.best
+        if best:
+            self.best = psnr
+        self.stale = 0 if improved else self.stale + 1
+        if self.anneal_from is None and self.patience and self.stale >= self.patience:
+            self._start_anneal(
+                step,
+                f"held-out PSNR not improved by {self.min_delta:g} dB in {self.patience} checks",
+            )
+        return best
+
+    def finished(self, done: int) -> bool:
+        """True when ``done`` steps end the run."""
+        if self.steps is not None and done >= self.steps:
+            return True
+        if self.budget is not None and self.elapsed() >= self.budget:
+            return True
+        return self.anneal_from is not None and self._anneal_progress(done) >= 1.0
+
+    def fraction(self, done: int) -> float:
+        """An estimate of the fraction of the run done after ``done`` steps."""
+        parts = [0.0]
+        if self.steps is not None:
+            parts.append(done / self.steps)
+        if self.budget is not None:
+            parts.append(self.elapsed() / self.budget)
+        if self.anneal_from is not None:
+            parts.append(done / (self.anneal_from + self.anneal_len))
+        return min(1.0, max(parts))
+
+
+class _ThreadProbe:
+    """Picks the faster CPU thread count from the first training steps: after ``skip``
+    steps, ``rounds`` steps with each candidate in turn (the first, normally 1 thread,
+    first), keeping the one with the lower median step time. A candidate is dropped at its
+    first step slower than 1.5 times the first's median: on a CPU shared with other jobs one
+    multi-threaded step could take seconds (benchmarks/selfsup/step_time.md: one thread was
+    2.5-5 times faster than two; on an idle CPU, the reverse)."""
+
+    def __init__(self, choices: list[int], *, skip: int = 4, rounds: int = 6) -> None:
+        self.choices = list(dict.fromkeys(choices))
+        self.skip = skip
+        self.rounds = rounds
+        self.times: dict[int, list[float]] = {c: [] for c in self.choices}
+        self.chosen: int | None = None if len(self.choices) > 1 else self.choices[0]
+
+    def threads(self, step: int) -> int:
+        """The thread count for step ``step`` (0-based)."""
+        if self.chosen is not None:
+            return self.chosen
+        turn = max(0, step - self.skip) // self.rounds
+        return self.choices[min(turn, len(self.choices) - 1)]
+
+    def record(self, step: int, seconds: float) -> None:
+        """Step ``step`` took ``seconds``; picks the thread count once it can."""
+        if self.chosen is not None or step < self.skip:
+            return
+        threads = self.threads(step)
+        self.times[threads].append(seconds)
+        first = self.choices[0]
+        too_slow = threads != first and seconds > 1.5 * float(np.median(self.times[first]))
+        if too_slow or step + 1 >= self.skip + self.rounds * len(self.choices):
+            medians = {c: float(np.median(t)) for c, t in self.times.items() if t}
+            self.chosen = first if too_slow else min(medians, key=lambda c: medians[c])
+            logger.info(
+                "CPU threads: %d (median step %s)",
+                self.chosen,
+                ", ".join(f"{c} thread(s) {1e3 * m:.0f} ms" for c, m in medians.items()),
+            )
+
+
+@torch.no_grad()
+def _heldout_psnr(model: nn.Module, x: Tensor, y: Tensor, per_call: int) -> float:
+    """PSNR (dB, data range 1 in normalised units) of ``model`` on the held-out patches."""
+    model.eval()
+    se = 0.0
+    for start in range(0, x.shape[0], per_call):
+        se += float(((model(x[start : start + per_call]) - y[start : start + per_call]) ** 2).sum())
+    model.train()
+    mse = se / y.numel()
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+@dataclass
+class _Trained:
+    model: ThroughPlaneNet
+    losses: list[float]
+    steps: int
+    stop_reason: str
+    heldout_psnr: float | None
+    history: list[dict[str, float]]
+    threads: int | None = None
 
 
 def _train(
@@ -461,38 +754,116 @@ def _train(
     scale: int,
     config: SelfSupConfig,
     device: torch.device,
-    tick: Callable[[], None],
-) -> tuple[ThroughPlaneNet, list[float]]:
+    report: Callable[[SelfSupProgress], None],
+    clock: Callable[[], float] = time.perf_counter,
+    on_check: Callable[[ThroughPlaneNet, dict[str, float]], None] | None = None,
+    thread_choices: list[int] | None = None,
+) -> _Trained:
+    """Train a :class:`ThroughPlaneNet` on ``vol`` (see :class:`_Schedule` for how long).
+    ``thread_choices``: CPU thread counts to try on the first steps (:class:`_ThreadProbe`).
+    ``clock`` and ``on_check(model, history_entry)`` (after each held-out check) are for
+    tests and benchmarks."""
     g = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = ThroughPlaneNet(scale=scale, features=config.features, num_blocks=config.num_blocks)
     model.to(device).train()
-    sampler = _PairSampler(vol, acq, in_plane, scale, config, g)
+    probe = _ThreadProbe(thread_choices) if thread_choices else None
+    if probe is not None:  # set-up too: small operations on busy cores crawl with threads
+        torch.set_num_threads(probe.threads(0))
+    held = heldout_slices(vol.shape[0])
+    training = [k for k in range(vol.shape[0]) if k not in set(held)] if held else None
+    sampler = _PairSampler(vol, acq, in_plane, scale, config, g, training)
+    hx = hy = None
+    if held:  # a fixed set, drawn once with its own generator: training draws are unchanged
+        hg = torch.Generator().manual_seed(config.seed + 7919)
+        hx, hy = _PairSampler(vol, acq, in_plane, scale, config, hg, held).sample(
+            config.heldout_patches
+        )
+        hx, hy = hx.to(device), hy.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.1
-    )
+    schedule = _Schedule(config, clock)
     losses: list[float] = []
+    history: list[dict[str, float]] = []
     running, count = 0.0, 0
-    chunk = max(1, config.steps // 10)
-    for step in range(config.steps):
+    chunk = max(1, config.steps // 10) if config.steps is not None else config.eval_every
+    last: float | None = None
+    best_state: dict[str, Tensor] | None = None
+    done = 0
+    lr = config.learning_rate
+
+    def check() -> None:
+        nonlocal last, best_state
+        if hx is None or hy is None:
+            return
+        last = _heldout_psnr(model, hx, hy, config.planes_per_call * 8)
+        history.append(
+            {"step": done, "seconds": schedule.elapsed(), "heldout_psnr": last, "lr": lr}
+        )
+        if schedule.check(done, last):
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        logger.debug("step %d: held-out PSNR %.3f dB", done, last)
+        if on_check is not None:
+            on_check(model, history[-1])
+
+    while not schedule.finished(done):
+        if probe is not None:
+            torch.set_num_threads(probe.threads(done))
+        started = clock()
+        lr = schedule.lr(done)
+        for group in opt.param_groups:
+            group["lr"] = lr
         x, y = sampler.sample()
         x, y = x.to(device), y.to(device)
         loss = (model(x) - y).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
+        if probe is not None:
+            probe.record(done, clock() - started)
+        done += 1
         running += float(loss.detach())
         count += 1
-        if count == chunk or step == config.steps - 1:
+        if count == chunk:
             losses.append(running / count)
-            logger.debug("step %d: L1 %.5f", step + 1, running / count)
             running, count = 0.0, 0
-        tick()
+        if done % config.eval_every == 0:
+            check()
+        best = None if hx is None or schedule.best == -math.inf else schedule.best
+        fraction = schedule.fraction(done)
+        elapsed = schedule.elapsed()
+        report(
+            SelfSupProgress(
+                stage="train",
+                done=done,
+                total=config.steps,
+                fraction=fraction,
+                elapsed=elapsed,
+                seconds_left=elapsed * (1.0 - fraction) / fraction if fraction > 0 else None,
+                heldout_psnr=last,
+                best_psnr=best,
+                ending=schedule.reason if config.steps is None else None,
+            )
+        )
+    if count:
+        losses.append(running / count)
+    if done % config.eval_every:
+        check()
+    reason = schedule.reason if schedule.anneal_from is not None else None
+    if config.steps is not None and done >= config.steps:
+        reason = f"{config.steps} steps"
+    elif schedule.budget is not None and schedule.elapsed() >= schedule.budget:
+        reason = f"time budget {schedule.budget:.0f} s"
+    heldout = last
+    if best_state is not None and last is not None and schedule.best > last:
+        # the anneal normally ends best; when it did not, the best checked network is kept
+        model.load_state_dict(best_state)
+        heldout = schedule.best
     model.eval()
-    return model, losses
+    threads = None if probe is None else probe.chosen or probe.threads(done)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return _Trained(model, losses, done, reason or "", heldout, history, threads)
 
 
 # -- application --------------------------------------------------------------------------------
@@ -522,6 +893,42 @@ def _along(matrix: Tensor, vol: Tensor) -> Tensor:
     return (matrix.to(vol.dtype) @ flat).reshape(matrix.shape[0], *vol.shape[1:])
 
 
+def _reconstruct(
+    model: ThroughPlaneNet,
+    norm: Tensor,
+    acq: SliceAcquisition,
+    m_out: int,
+    per_call: int,
+    device: torch.device,
+    tick: Callable[[], None],
+) -> tuple[Tensor, float]:
+    """The network applied to ``norm`` ``(n, Y, X)`` (slice axis first, normalised) on both
+    stacks of planes through the slice axis, averaged and resampled to ``m_out`` slices;
+    with its fidelity PSNR (the output degraded again against ``norm``, dB)."""
+    n = norm.shape[0]
+    m_work = n * model.scale
+    d_work = acq.spacing / model.scale
+    # (n, X) planes, one per Y, and (n, Y) planes, one per X -> (m_work, Y, X) each
+    first = _apply_stack(model, norm.permute(1, 0, 2)[:, None], per_call, device, tick)
+    result = first[:, 0].permute(1, 0, 2).contiguous()
+    del first
+    second = _apply_stack(model, norm.permute(2, 0, 1)[:, None], per_call, device, tick)
+    result.add_(second[:, 0].permute(1, 2, 0)).mul_(0.5)
+    del second
+    d_out = n * acq.spacing / m_out
+    if m_out != m_work:
+        result = _along(cubic_matrix(m_work, _grid_positions(m_work, d_work, m_out, d_out)), result)
+    again = profile_matrix(
+        m_out,
+        step=acq.spacing / d_out,
+        thickness=acq.thickness / d_out,
+        profile=acq.profile,
+    )
+    diff = _along(again, result.double())[:n] - norm.double()
+    mse = float((diff * diff).mean())
+    return result, math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
 def self_supervised_upscale(
     image: Image,
     *,
@@ -547,7 +954,8 @@ def self_supervised_upscale(
             :func:`estimate_acquisition`); by default from the header.
         config: training settings (:class:`SelfSupConfig`), seeded by ``config.seed``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``. threads: CPU threads for PyTorch.
-        progress: ``progress(done, total)`` after each training step and each plane.
+        progress: called with a :class:`SelfSupProgress` after each training step and
+            each plane applied.
     """
     t_start = time.perf_counter()
     check_finite(image)
@@ -603,59 +1011,72 @@ def self_supervised_upscale(
         n, ny, nx = norm.shape
         # the network's whole upsampling factor; a real ratio ends with a cubic resampling
         scale = max(2, math.ceil(acq.spacing / working - 1e-6))
-        m_work = n * scale
         d_work = acq.spacing / scale
         m_out = max(n + 1, round(n * acq.spacing / target_spacing))
 
-        total = config.steps + ny + nx
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
+        report = progress if progress is not None else (lambda status: None)
+        limit = config.time_limit
         logger.info(
-            "self-supervised SR along axis %d: %s; training %d steps on %s",
+            "self-supervised SR along axis %d: %s; training on %s for %s",
             along,
             acq.describe(),
-            config.steps,
             dev,
+            f"{config.steps} steps"
+            if config.steps is not None
+            else f"at most {limit:.0f} s (early stopping after {config.stop_patience} checks)",
         )
         t = time.perf_counter()
-        model, losses = _train(norm, acq, (in_plane[0], in_plane[1]), scale, config, dev, tick)
+        # a time budget buys the most steps with the faster thread count, measured on the
+        # first steps (one thread first); a step count keeps the thread count fixed
+        # (reproducible results)
+        choices = None
+        if threads is None and dev.type == "cpu" and config.steps is None:
+            cores = torch.get_num_threads()
+            choices = [1, cores] if cores > 1 else None
+        trained = _train(
+            norm,
+            acq,
+            (in_plane[0], in_plane[1]),
+            scale,
+            config,
+            dev,
+            report,
+            thread_choices=choices,
+        )
+        model = trained.model
         timings = {"train": time.perf_counter() - t}
+        logger.info(
+            "trained %d steps in %.0f s (%s); held-out PSNR %s",
+            trained.steps,
+            timings["train"],
+            trained.stop_reason,
+            "n/a" if trained.heldout_psnr is None else f"{trained.heldout_psnr:.2f} dB",
+        )
 
-        t = time.perf_counter()
-        # (n, X) planes, one per Y, and (n, Y) planes, one per X -> (m_work, Y, X) each
-        first = _apply_stack(
-            model, norm.permute(1, 0, 2)[:, None], config.planes_per_call, dev, tick
-        )
-        result = first[:, 0].permute(1, 0, 2).contiguous()
-        del first
-        second = _apply_stack(
-            model, norm.permute(2, 0, 1)[:, None], config.planes_per_call, dev, tick
-        )
-        result.add_(second[:, 0].permute(1, 2, 0)).mul_(0.5)
-        del second
-        if m_out != m_work:
-            d_out = n * acq.spacing / m_out
-            result = _along(
-                cubic_matrix(m_work, _grid_positions(m_work, d_work, m_out, d_out)), result
+        planes = ny + nx
+        applied = 0
+        t_apply = time.perf_counter()
+
+        def tick() -> None:
+            nonlocal applied
+            applied += 1
+            elapsed = time.perf_counter() - t_apply
+            report(
+                SelfSupProgress(
+                    stage="apply",
+                    done=applied,
+                    total=planes,
+                    fraction=applied / planes,
+                    elapsed=elapsed,
+                    seconds_left=elapsed * (planes - applied) / applied,
+                    heldout_psnr=trained.heldout_psnr,
+                    best_psnr=trained.heldout_psnr,
+                )
             )
-        timings["apply"] = time.perf_counter() - t
 
+        result, fidelity = _reconstruct(model, norm, acq, m_out, config.planes_per_call, dev, tick)
+        timings["apply"] = time.perf_counter() - t_apply
         d_out = n * acq.spacing / m_out
-        again = profile_matrix(
-            m_out,
-            step=acq.spacing / d_out,
-            thickness=acq.thickness / d_out,
-            profile=acq.profile,
-        )
-        diff = _along(again, result.double())[:n] - norm.double()
-        mse = float((diff * diff).mean())
-        fidelity = math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
         physical = np.asarray(normaliser.inverse(result.numpy()), dtype=np.float32)
         physical = np.ascontiguousarray(np.moveaxis(physical, 0, along))
@@ -675,7 +1096,12 @@ def self_supervised_upscale(
         working_spacing=d_work,
         fidelity_psnr=fidelity,
         normaliser=normaliser,
-        losses=losses,
+        losses=trained.losses,
         device=str(dev),
         timings=timings,
+        steps=trained.steps,
+        stop_reason=trained.stop_reason,
+        heldout_psnr=trained.heldout_psnr,
+        history=trained.history,
+        threads=trained.threads or (torch.get_num_threads() if dev.type == "cpu" else None),
     )
