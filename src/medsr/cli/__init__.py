@@ -25,6 +25,7 @@ from medsr.cli import (
     models,
     pair,
     prepare,
+    reproduce,
     serve,
     study,
     train,
@@ -47,6 +48,7 @@ COMMANDS: dict[str, ModuleType] = {
     "serve": serve,
     "evaluate": evaluate,
     "benchmark": benchmark,
+    "reproduce": reproduce,
 }
 
 
