@@ -175,8 +175,11 @@ def prepare_sources(spec: PrepareSpec, data_root: Path, work: Path, notes: list[
                 if not src.is_file():
                     notes.append(f"pydicom-data has no {name}: not used")
                     continue
-                target = linked / name
+                # one subfolder per file: the folder given to prepare is then a dataset
+                # named pydicom_dataset, not a DICOM series of its own
+                target = linked / Path(name).stem / name
                 if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(src, target)
             if any(linked.iterdir()):
                 sources.append(linked)

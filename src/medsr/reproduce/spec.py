@@ -39,6 +39,8 @@ CPU_TRAIN: dict[str, Any] = {
     "train.tensorboard": False,
     "train.progress": False,
     "train.num_val_images": 2,
+    # a saved state every 100 steps: a long CPU run interrupted loses minutes, not hours
+    "train.checkpoint_every": 100,
     "data.num_workers": 1,
     "data.val_max_slices": 8,
     "data.val_crop": 128,

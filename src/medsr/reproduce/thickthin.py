@@ -42,6 +42,7 @@ STORED_MAX = 4095.0  # 12-bit MR
 SCALE = 4
 SEQUENCES = ("Flair", "T1c")
 THICK_SOURCES = ("brain-mri-thick", "head-ct")
+FIGURE_CROP = 384
 
 
 @dataclass
@@ -180,6 +181,7 @@ class ThickThin:
         figure_done = False
         for volume in test:
             pairs = volume.pairs if per_volume is None else volume.pairs[:per_volume]
+            shown = pairs[len(pairs) // 2] if pairs else None
             for k, j in pairs:
                 lr = volume.lr(k)[None]
                 hr = volume.hr(j)[0].double().numpy()
@@ -209,7 +211,7 @@ class ThickThin:
                             "mae": float(mae(a, b)[0]),
                         }
                     )
-                if not figure_done:
+                if not figure_done and (k, j) == shown:
                     self._pair_figure(volume, k, j, lr, hr_stored, outputs, out)
                     figure_done = True
         results = out / "results.csv"
@@ -318,6 +320,13 @@ class ThickThin:
         for name, volume in shown.items():
             plane = volume[volume.shape[0] // 2] if volume.ndim == 3 else volume
             panels.append((name, plane))
+        # the central FIGURE_CROP x FIGURE_CROP output pixels, so that detail stays visible
+        crop = []
+        for name, plane in panels:
+            h0 = max(0, (plane.shape[0] - FIGURE_CROP) // 2)
+            w0 = max(0, (plane.shape[1] - FIGURE_CROP) // 2)
+            crop.append((name, plane[h0 : h0 + FIGURE_CROP, w0 : w0 + FIGURE_CROP]))
+        panels = crop
         h = max(p.shape[0] for _, p in panels)
         w = sum(p.shape[1] for _, p in panels)
         canvas = PILImage.new("L", (w, h + 16), 0)

@@ -202,7 +202,6 @@ WORK_3 = WorkSpec(
                 "data.batch_size": 2,
                 "stages.gan.steps": 1200,
                 "train.val_every": 400,
-                "train.checkpoint_every": 200,
                 "train.log_every": 20,
             },
         ),
@@ -279,6 +278,8 @@ WORK_4 = WorkSpec(
         },
         interpolations={"bicubic": "bicubic"},
         cpu={"every": 2},
+        # slices through the middle of the volumes, where the tumour is
+        smoke={"every": 25},
     ),
     deviations=(
         "Data: the BraTS 2013 gliomas of ../shared/data instead of the figshare brain tumour "
