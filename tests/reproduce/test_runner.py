@@ -91,6 +91,31 @@ def test_work_1_flags_and_study(fake_data: Path, tmp_path: Path, at_repo: Path) 
     )
     assert again.ran == []
     assert "evaluate" in again.skipped
+    assert "to be scored by readers" in text
+    # once a reader has rated every image, the MOS column holds the readers' mean
+    from medsr.study.design import Rating
+    from medsr.study.store import Study
+
+    token = tokens[0].split("\t")[1]
+    with Study.open(tmp_path / "work" / "study") as study:
+        reader = study.authenticate(token)
+        while (item := study.next_item(reader)) is not None:
+            study.submit(reader, item.item_id, Rating(quality=4, usefulness=2))
+    text = (again.report / "report.md").read_text(encoding="utf-8")
+    assert "to be scored by readers" in text  # the report is rebuilt by a run, not in place
+    reproduce(
+        ReproduceOptions(
+            work=1,
+            profile="smoke",
+            data=fake_data,
+            work_dir=tmp_path / "work",
+            out=tmp_path / "out",
+            resume=True,
+        )
+    )
+    text = (again.report / "report.md").read_text(encoding="utf-8")
+    mos = next(line for line in _table_lines(text) if line.startswith("| Ours | MedSRGAN | 2.880"))
+    assert mos.endswith("| 4.000 ± 0.000 (2 ratings) |"), mos  # two smoke cases, one reader
 
 
 def test_existing_folder_needs_resume(fake_data: Path, tmp_path: Path, at_repo: Path) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "display_digits",
     "model_reductions",
     "our_value",
+    "study_scores",
     "write_report",
 ]
 
@@ -309,8 +310,26 @@ def _scaling_blocks(work: WorkSpec, profile: str, data_root: Path, notes: list[s
 
 
 # ---------------------------------------------------------------------------------- tables
+def study_scores(study_dir: Path | None) -> dict[tuple[str, str], list[int]]:
+    """``(method, scale) -> scores`` of the reader study's ratings (empty without any)."""
+    if study_dir is None or not study_dir.is_dir():
+        return {}
+    from medsr.study.design import SCALES
+    from medsr.study.store import Study
+
+    scores: dict[tuple[str, str], list[int]] = {}
+    with Study.open(study_dir) as study:
+        for record in study.rating_records():
+            for scale in SCALES:
+                scores.setdefault((record.method, scale), []).append(record.score(scale))
+    return scores
+
+
 def _paper_table(
-    table: PaperTable, rows: Sequence[Mapping[str, Any]], study: str | None
+    table: PaperTable,
+    rows: Sequence[Mapping[str, Any]],
+    study: str | None,
+    scores: Mapping[tuple[str, str], list[int]],
 ) -> list[str]:
     header = ["Method (paper)", "our method"]
     for c in table.columns:
@@ -327,7 +346,14 @@ def _paper_table(
             published = row.values.get(c.key)
             cells.append(published.text(display_digits(c.metric)) if published else "not reported")
             if table.reader_study:
-                cells.append(study or "reader study not created")
+                from medsr.eval.stats import describe
+
+                given = scores.get((row.ours or "", c.metric), [])
+                if given:
+                    d = describe(given)
+                    cells.append(f"{_fmt(d.mean, d.std, c.metric)} ({d.n} ratings)")
+                else:
+                    cells.append(study or "reader study not created")
                 continue
             split = table.column_split(c)
             known = any(c.metric in r for r in rows)
@@ -470,8 +496,9 @@ def write_report(
     )
     if not rows:
         lines += ["No results yet: the evaluation stage has not run.", ""]
+    scores = study_scores(study_dir)
     for table in paper.tables:
-        lines += _paper_table(table, rows, study_text)
+        lines += _paper_table(table, rows, study_text, scores)
     lines += _flags_block(flags, paper)
     lines += ["## Which claims hold on our data", ""]
     if rows and paper.claims:
