@@ -22,3 +22,13 @@ def test_unknown_work_is_an_error_naming_the_valid_ones(
     code = main(["reproduce", "7", "--profile", "smoke", "--work-dir", str(tmp_path / "w")])
     assert code == 2
     assert "unknown work 7" in capsys.readouterr().err
+
+
+def test_importing_the_package_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    # (medsr.cli as a whole imports torch through other commands; this package must not)
+    code = "import sys, medsr.reproduce, medsr.reproduce.report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
