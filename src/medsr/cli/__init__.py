@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "listen": "medsr.cli.listen",
     "evaluate": "medsr.cli.evaluate",
     "benchmark": "medsr.cli.benchmark",
+    "reproduce": "medsr.cli.reproduce",
 }
 """Command name -> the module holding its ``add_parser`` and ``run``."""
 
