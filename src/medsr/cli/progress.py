@@ -118,15 +118,24 @@ class Progress:
         return task_id
 
     def update(
-        self, task_id: int, *, completed: float | None = None, total: float | None = None
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
     ) -> None:
         task = self._tasks[task_id]
         if completed is not None:
             task.completed = completed
         if total is not None:
             task.total = total
+        if description is not None:
+            task.description = description
         if task_id in self._rich_ids:
-            self._rich.update(self._rich_ids[task_id], completed=completed, total=total)
+            self._rich.update(
+                self._rich_ids[task_id], completed=completed, total=total, description=description
+            )
         self._tick()
 
     def advance(self, task_id: int, advance: float = 1) -> None:

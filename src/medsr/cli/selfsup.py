@@ -206,7 +206,8 @@ def run_self_supervised(args: argparse.Namespace) -> int:
             report = _Reporter(
                 job.path.name,
                 functools.partial(progress.update, task),
-                plain=progress.disable,
+                # a terminal shows the bar; logs get the reporter's own lines; --quiet nothing
+                plain=not progress.live and not args.quiet,
                 stream=sys.stderr,
             )
 
