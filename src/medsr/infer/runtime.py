@@ -304,11 +304,8 @@ def _onnx_runner(model: SRModel, device: torch.device, threads: int | None) -> R
     multiple = model.size_multiple
 
     def fn(x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % multiple, (-w) % multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        padded, h, w = _pad_to(x, multiple)
+        x = padded
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -319,7 +316,7 @@ def _onnx_runner(model: SRModel, device: torch.device, threads: int | None) -> R
                 raise InferenceError(f"{model.name}: ONNX Runtime failed ({error})") from error
         out = torch.from_numpy(y)
         s = model.scale
-        return out[..., : h * s, : w * s].contiguous() if (pad_h or pad_w) else out
+        return out[..., : h * s, : w * s].contiguous() if padded.shape[-2:] != (h, w) else out
 
     return Runner(
         fn=fn,
