@@ -187,6 +187,9 @@ def lines_of(image: Image, facts: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         unit = facts["value_unit"]
         lines.append(("values", f"{_number(facts['min'])} to {_number(facts['max'])} ({unit})"))
+    nonfinite = facts.get("nonfinite", 0)
+    if nonfinite:
+        lines.append(("nonfinite", f"{nonfinite} NaN or infinite values (upscale refuses them)"))
     lines.append(("colour", "yes (RGB, last axis)" if image.color else "no"))
     lines.append(("mask", "yes" if facts["has_mask"] else "no"))
     return lines
