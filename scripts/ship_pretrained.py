@@ -155,6 +155,22 @@ def ood_section(meta: dict) -> list[str]:
     ]
 
 
+def _terms(datasets: list[dict]) -> str:
+    """What the training data's licences demand of the weights, from the licence texts."""
+    noncommercial = [d["name"] for d in datasets if "NC" in str(d.get("license", ""))]
+    research = [d["name"] for d in datasets if "research use" in str(d.get("license", ""))]
+    parts = []
+    if noncommercial:
+        share = any("SA" in str(d.get("license", "")) for d in datasets)
+        parts.append(
+            f"{', '.join(noncommercial)} carry non-commercial licences, so treat the weights as "
+            "**non-commercial" + (", share-alike**" if share else "**")
+        )
+    if research:
+        parts.append(f"{', '.join(research)} are for research use with citation")
+    return ("; ".join(parts) + ".") if parts else "no restrictive terms."
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -210,13 +226,11 @@ def card(
         "",
         "Subject-level splits by `medsr prepare` (80/10/10 by subject, seed 0; a dataset "
         "with one subject trains only): no slice of a validation subject was seen in training. "
-        "Balanced per modality with `dataset_repeats` (about half MRI, a quarter CT, a quarter "
-        "X-ray patches). The weights are released under the medsr licence (MIT), but the "
-        "training data carry terms that follow them: BraTS is CC BY-NC-SA 3.0 and the PD/TOF "
-        "sample CC BY-NC 4.0, so treat the weights as **non-commercial, share-alike**; the "
-        "spine data are for research use with citation. Cite the data sources above. The "
-        "research-only COVID-Net radiographs were **not** used for training (external test "
-        "only).",
+        "Small datasets are repeated (`dataset_repeats`, above). The weights are released "
+        "under the medsr licence (MIT), but the terms of the training data follow them: "
+        + _terms(data.get("datasets", []))
+        + " Cite the data sources above. The research-only COVID-Net radiographs were "
+        "**not** used for training (external test only).",
         "",
         "## Degradation (how the low-resolution inputs were made)",
         "",
@@ -275,9 +289,8 @@ def card(
         "",
         "- Trained on a shared 2-core CPU (no GPU): a GPU run of the same recipe "
         "(hundreds of thousands of patches instead of tens of thousands) would be better.",
-        "- Small training data (spine MRI of 26 subjects, 2 BraTS patients, one subject each of "
-        "child T1, PD/TOF and cardiac MRI, 2 CT series, 2 radiographs); other anatomies, "
-        "scanners and contrasts are out of distribution.",
+        "- Small training data (the subjects listed above); other anatomies, scanners and "
+        "contrasts are out of distribution (`medsr upscale` warns about some of them).",
         "- Not evaluated for any diagnostic task.",
         "",
         WARNING,
