@@ -411,7 +411,7 @@ def automatic_runner(
     """The runner when no engine is asked for: the model's own engine, except that a PyTorch
     model on the CPU, in fp32 without PyTorch-only options, with at least
     :data:`AUTO_ENGINE_PIXELS` input pixels of work, runs on the first installed engine of
-    :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2-3x faster). If that engine cannot
+    :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2-2.6x faster). If that engine cannot
     take the model (its ONNX export or compilation fails), PyTorch runs it, with a warning.
     """
     options = dict(

@@ -342,7 +342,7 @@ def upscale_image(
         channels_last, compile: PyTorch options (see docs/inference.md, "Performance").
         self_ensemble: average over the 8 flips/rotations (8x the time).
         engine: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``; default: the model's own,
-            but a PyTorch model on the CPU with a large job runs on the fastest installed
+            but a PyTorch model on the CPU with a large job runs on a faster installed
             engine (:func:`~medsr.infer.runtime.automatic_runner`).
         threads: CPU threads (default: the engine's choice).
         progress: ``progress(done, total)`` called after each model call.
