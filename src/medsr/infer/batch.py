@@ -6,7 +6,7 @@ input, super-resolve it, write its output under ``staging``) over many inputs:
 - **Sharding**: the pending inputs, sorted by :attr:`BatchItem.key`, are dealt round-robin to
   the ``world_size`` processes (``pending[rank::world_size]``): deterministic, and balanced
   when sizes cluster by folder. Under ``torchrun`` the process group comes from
-  :func:`medsr.train.ddp.setup` (gloo on the CPU, NCCL with one GPU per process).
+  :func:`medsr.distributed.setup` (gloo on the CPU, NCCL with one GPU per process).
 - **Atomic outputs**: each output is written under a staging folder inside ``out`` (same file
   system) and renamed into the mirrored tree only when complete.
 - **Manifest**: one CSV row per input attempt outcome (:data:`MANIFEST_COLUMNS`), appended,
@@ -479,7 +479,7 @@ def run_batch(
         settings: a text naming everything that changes the outputs (model, scale, axis,
             format...); rows made with other settings make the run fail instead of mixing.
         manifest: the merged manifest CSV (default ``out/manifest.csv``).
-        dist_info: a :class:`medsr.train.ddp.DistInfo` (default: one process).
+        dist_info: a :class:`medsr.distributed.DistInfo` (default: one process).
         retries: extra attempts for a failed input, made after the rest of the shard.
         overwrite: forget earlier runs (their manifest rows) and redo every input.
         on_result: called on the processing rank with each input's final row and result.
