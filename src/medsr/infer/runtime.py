@@ -35,7 +35,6 @@ __all__ = [
     "DEVICES",
     "PRECISIONS",
     "Runner",
-    "automatic_runner",
     "ensemble",
     "get_runner",
     "resolve_device",
@@ -171,14 +170,34 @@ def get_runner(
     compile: bool = False,
     threads: int | None = None,
     self_ensemble: bool = False,
+    work_pixels: int | None = None,
 ) -> Runner:
     """A runner for ``model`` (cached on it by these options).
+
+    ``work_pixels``: the input pixels of the job, when known. With no ``engine`` asked for, a
+    PyTorch model on the CPU, in fp32 without PyTorch-only options, with at least
+    :data:`AUTO_ENGINE_PIXELS` of work runs on the first installed engine of
+    :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2-2.6x faster); if that engine cannot
+    take the model (its ONNX export fails), PyTorch runs it, with a warning.
 
     ``engine``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (default: the model's own; a
     PyTorch model asked to run on ONNX Runtime or OpenVINO is exported to ONNX in memory
     first). ``threads``: CPU threads
     (default: PyTorch's / ONNX Runtime's own choice, one per physical core).
     """
+    fast_ok = engine is None and work_pixels is not None and work_pixels >= AUTO_ENGINE_PIXELS
+    fast_ok = fast_ok and model.module is not None and precision == "fp32"
+    if fast_ok and not (channels_last or compile) and resolve_device(device).type == "cpu":
+        for fast in filter(_installed, FAST_CPU_ENGINES):
+            try:
+                return get_runner(
+                    model, engine=fast, device=device, threads=threads, self_ensemble=self_ensemble
+                )
+            except Exception as error:  # an optimisation only: any failure falls back
+                logger.warning(
+                    "%s cannot run %s (%s); running it with PyTorch", fast, model.name, error
+                )
+                break
     engine = engine or model.engine
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -395,49 +414,3 @@ def _installed(engine: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(engine) is not None
-
-
-def automatic_runner(
-    model: SRModel,
-    *,
-    work_pixels: int,
-    device: str | torch.device = "auto",
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool = False,
-    threads: int | None = None,
-    self_ensemble: bool = False,
-) -> Runner:
-    """The runner when no engine is asked for: the model's own engine, except that a PyTorch
-    model on the CPU, in fp32 without PyTorch-only options, with at least
-    :data:`AUTO_ENGINE_PIXELS` input pixels of work, runs on the first installed engine of
-    :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2-2.6x faster). If that engine cannot
-    take the model (its ONNX export or compilation fails), PyTorch runs it, with a warning.
-    """
-    options = dict(
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        threads=threads,
-        self_ensemble=self_ensemble,
-    )
-    worth_it = (
-        model.module is not None
-        and work_pixels >= AUTO_ENGINE_PIXELS
-        and resolve_device(device).type == "cpu"
-        and precision == "fp32"
-        and not (channels_last or compile)
-    )
-    if worth_it:
-        for engine in FAST_CPU_ENGINES:
-            if not _installed(engine):
-                continue
-            try:
-                return get_runner(model, engine=engine, **options)  # type: ignore[arg-type]
-            except Exception as error:  # an optimisation only: any failure falls back
-                logger.warning(
-                    "%s cannot run %s (%s); running it with PyTorch", engine, model.name, error
-                )
-                break
-    return get_runner(model, **options)  # type: ignore[arg-type]

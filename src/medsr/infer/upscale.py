@@ -30,7 +30,7 @@ from medsr.infer.defaults import (
 )
 from medsr.infer.model_source import SRModel, load_model, wrap_module
 from medsr.infer.planes import through_plane
-from medsr.infer.runtime import Runner, automatic_runner, get_runner
+from medsr.infer.runtime import Runner, get_runner
 from medsr.infer.safety import ConsistencyOptions, Projection, back_project
 from medsr.infer.tiling import plan_tiles, tiled_apply
 from medsr.io.image import Image
@@ -343,7 +343,7 @@ def upscale_image(
         self_ensemble: average over the 8 flips/rotations (8x the time).
         engine: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``; default: the model's own,
             but a PyTorch model on the CPU with a large job runs on a faster installed
-            engine (:func:`~medsr.infer.runtime.automatic_runner`).
+            engine (``work_pixels`` of :func:`~medsr.infer.runtime.get_runner`).
         threads: CPU threads (default: the engine's choice).
         progress: ``progress(done, total)`` called after each model call.
         consistency: back-project the output onto the input with the fidelity check's
@@ -363,19 +363,18 @@ def upscale_image(
     elif not isinstance(model, SRModel):
         model = load_model(model)
     along = resolve_axis(axis, image)
-    options = dict(
+    runner = get_runner(
+        model,
+        engine=engine,
         device=device,
         precision=precision,
         channels_last=channels_last,
         compile=compile,
         threads=threads,
         self_ensemble=self_ensemble,
+        # through-plane SR runs the model over two orientations of the volume
+        work_pixels=image.array.size * (1 if along is None else 2),
     )
-    if engine is None:  # large jobs of a PyTorch model on the CPU: the fastest engine
-        work = image.array.size * (1 if along is None else 2)
-        runner = automatic_runner(model, work_pixels=work, **options)  # type: ignore[arg-type]
-    else:
-        runner = get_runner(model, engine=engine, **options)  # type: ignore[arg-type]
     s = model.scale
     timings: dict[str, float] = {}
 
