@@ -117,6 +117,17 @@ WORK_1 = WorkSpec(
 )
 
 # -- seed 2: chest X-ray CNN versus GAN ----------------------------------------------------------
+_XRAY_LICENSES = {
+    "data.licenses": {
+        "chest-xray": "NIH ChestX-ray14, no usage restrictions (cite the NIH Clinical Center)",
+        "chest-xray-covid": (
+            "COVID-Net / COVID-19 image data collection: research use only (no licence file; "
+            "images and figures are not shipped)"
+        ),
+        "pydicom-cr": "MIT (pydicom-data RG1_UNCR.dcm, RG3_UNCR.dcm)",
+    }
+}
+
 WORK_2 = WorkSpec(
     number=2,
     slug="chest-xray-cnn-gan",
@@ -135,6 +146,7 @@ WORK_2 = WorkSpec(
             name="CNN",
             recipe="configs/2-chest-xray-cnn.yaml",
             manifest="chest-xray-512",
+            overrides=_XRAY_LICENSES,
             cpu={
                 "model.generator.params": {"num_features": 32, "num_layers": 5},
                 "data.patch_size": 256,
@@ -148,6 +160,7 @@ WORK_2 = WorkSpec(
             name="GAN",
             recipe="configs/2-chest-xray-gan.yaml",
             manifest="chest-xray-512",
+            overrides=_XRAY_LICENSES,
             cpu={
                 "model.generator.params": {"num_features": 32, "num_blocks": 6},
                 "model.discriminator.params": {"num_features": 32},
