@@ -135,8 +135,8 @@ def test_report_only_and_embedded_figures(prepared: Path, tmp_path: Path) -> Non
 
 
 def test_report_breaks_down_by_modality_when_one_spans_datasets() -> None:
+    from medsr.document import to_markdown
     from medsr.eval.report import MethodInfo, build_report
-    from medsr.eval.tables import to_markdown
 
     config = parse_config(
         {
@@ -179,8 +179,8 @@ def test_report_breaks_down_by_modality_when_one_spans_datasets() -> None:
 
 
 def test_table_captions_name_the_slice_subset() -> None:
+    from medsr.document import to_markdown
     from medsr.eval.report import MethodInfo, build_report
-    from medsr.eval.tables import to_markdown
 
     rows = [
         {

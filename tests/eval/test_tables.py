@@ -1,23 +1,17 @@
 from __future__ import annotations
 
 import math
-import re
 
+from medsr.document import format_p, to_html, to_markdown
 from medsr.eval.tables import (
-    Figure,
-    Heading,
-    Paragraph,
     column_label,
     direction,
     format_number,
-    format_p,
     pvalue_table,
     region_table,
     results_table,
     split_table,
     summarise,
-    to_html,
-    to_markdown,
 )
 
 
@@ -131,8 +125,6 @@ def test_format_number_and_p() -> None:
     assert format_number(123.456, "mae") == "123.5"
     assert format_number(math.nan, "psnr") == "n/a"
     assert format_number(math.inf, "psnr") == "inf"
-    assert format_p(0.0123) == "0.012"
-    assert format_p(3.2e-7) == "3.2e-07"
 
 
 def test_split_table_has_one_column_per_metric_and_split() -> None:
@@ -166,23 +158,3 @@ def test_region_table_inside_outside_difference() -> None:
     )
     net = next(r for r in table.rows if r[0].text == "net")
     assert net[2].bold and net[3].bold and not net[4].bold
-
-
-def test_html_is_self_contained() -> None:
-    png = b"\x89PNG fake"
-    html = to_html(
-        [
-            Heading("Title", 1),
-            Paragraph("a `code` span and **bold** <tag>"),
-            Figure("figures/a.png", "alt", "caption", png=png),
-        ],
-        title="Report",
-    )
-    assert "<style>" in html and "<script" not in html
-    assert not re.search(r"(src|href)=\"https?://", html)
-    assert "data:image/png;base64," in html
-    assert "<code>code</code>" in html and "<b>bold</b>" in html and "&lt;tag&gt;" in html
-    linked = to_html([Figure("figures/a.png", "alt")], title="R")
-    assert 'src="figures/a.png"' in linked
-    md = to_markdown([Figure("figures/a.png", "alt", "cap")])
-    assert "![alt](figures/a.png)" in md and "*cap*" in md

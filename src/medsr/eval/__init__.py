@@ -9,7 +9,8 @@ Modules:
   image (:func:`run_evaluation`);
 * :mod:`~medsr.eval.results`: the per-image CSV, written row by row and resumable;
 * :mod:`~medsr.eval.stats`: mean ± std and the paired Wilcoxon signed-rank test;
-* :mod:`~medsr.eval.tables`: summaries, tables with the best in bold, Markdown and HTML;
+* :mod:`~medsr.eval.tables`: summaries, tables with the best in bold (rendered by
+  :mod:`medsr.document`);
 * :mod:`~medsr.eval.figures`: figure grids with a zoomed inset and error maps;
 * :mod:`~medsr.eval.config`, :mod:`~medsr.eval.report`, :mod:`~medsr.eval.benchmark`: the
   benchmark's YAML schema, report and runner.

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from medsr.document import Figure, to_html, to_markdown
 from medsr.errors import ConfigError
 from medsr.eval.config import BenchmarkConfig, FigureItem
 from medsr.eval.evaluate import EvalSettings, Evaluator, run_evaluation
@@ -30,7 +31,6 @@ from medsr.eval.figures import detail_box, figure_grid
 from medsr.eval.methods import Method, load_method
 from medsr.eval.report import MethodInfo, build_report
 from medsr.eval.results import read_results, row_key
-from medsr.eval.tables import Figure, to_html, to_markdown
 
 __all__ = [
     "BenchmarkOutput",

@@ -1,4 +1,4 @@
-"""The benchmark report: blocks (see :mod:`medsr.eval.tables`) from per-image rows.
+"""The benchmark report: blocks (see :mod:`medsr.document`) from per-image rows.
 
 Sections: setup; per split, a table over all datasets (dimensionless metrics only, since
 MAE and MSE in HU and in MR units cannot be averaged together), per dataset (every
@@ -16,16 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from medsr import __version__
+from medsr.document import Block, BulletList, Cell, Figure, Heading, Paragraph, Table
 from medsr.eval.config import TABLE_STYLES, BenchmarkConfig, TableConfig
 from medsr.eval.tables import (
-    Block,
-    BulletList,
-    Cell,
-    Figure,
-    Heading,
-    Paragraph,
     Summary,
-    Table,
     pvalue_table,
     region_table,
     results_table,

@@ -1,54 +1,41 @@
-"""Result tables: summaries of per-image rows, and a small document model rendered to
-Markdown and to self-contained HTML.
+"""Result tables: summaries of per-image rows, and the tables of the benchmark report.
 
 * :func:`summarise` groups rows by method and gives, per column, the mean ± std over the
   images, and the paired Wilcoxon signed-rank test against a reference method on the images
   both have.
 * :func:`results_table`, :func:`pvalue_table`, :func:`split_table` and
-  :func:`region_table` turn summaries into :class:`Table` blocks; the best method of each
-  column is bold, following the column's direction (:func:`direction`): higher PSNR, SSIM,
-  MS-SSIM, VIF and consistency PSNR; lower MSE, MAE, NRMSE, GMSD, LPIPS and runtime. Ties
-  at the displayed precision are all bold. Region differences have no direction, and a
-  lower-is-better column with a negative mean (NRMSE by a negative ground-truth mean) has
-  no best.
-* :func:`to_markdown` and :func:`to_html` render a list of blocks (headings, paragraphs,
-  lists, tables, figures).
+  :func:`region_table` turn summaries into :class:`~medsr.document.Table` blocks; the best
+  method of each column is bold, following the column's direction (:func:`direction`):
+  higher PSNR, SSIM, MS-SSIM, VIF and consistency PSNR; lower MSE, MAE, NRMSE, GMSD, LPIPS
+  and runtime. Ties at the displayed precision are all bold. Region differences have no
+  direction, and a lower-is-better column with a negative mean (NRMSE by a negative
+  ground-truth mean) has no best.
+
+The blocks and their rendering are :mod:`medsr.document` (shared by every report).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from medsr.document import Cell, Table, format_p
 from medsr.eval.stats import Description, WilcoxonResult, describe, paired_wilcoxon
 from medsr.metrics import METRICS
 
 __all__ = [
-    "Block",
-    "BulletList",
-    "Cell",
     "ColumnSummary",
-    "Figure",
-    "Heading",
-    "Paragraph",
     "Summary",
-    "Table",
     "column_label",
     "direction",
     "format_number",
-    "format_p",
     "pvalue_table",
     "region_table",
     "results_table",
     "split_table",
     "summarise",
-    "to_html",
-    "to_markdown",
 ]
 
 Direction = Literal["higher", "lower"]
@@ -145,15 +132,6 @@ def format_number(value: float, column: str) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_p(p: float) -> str:
-    """A p-value: 3 decimals, or 2 significant digits in scientific notation below 0.001."""
-    if p is None or math.isnan(p):
-        return "n/a"
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return f"{p:.1e}"
-
-
 # -- summaries ----------------------------------------------------------------------------------
 PairKey = tuple[str, str, int]
 
@@ -245,53 +223,7 @@ def summarise(
     )
 
 
-# -- document model -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    """Text with ``code`` and **bold** spans."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class BulletList:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Cell:
-    text: str
-    bold: bool = False
-    numeric: bool = True
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Figure:
-    """An image file (``path`` relative to the report) with a caption; ``png`` is embedded in
-    the HTML when given."""
-
-    path: str
-    alt: str
-    caption: str = ""
-    png: bytes | None = field(default=None, repr=False)
-
-
-Block = Heading | Paragraph | BulletList | Table | Figure
-
-
+# -- tables ---------------------------------------------------------------------------------------
 def _mean_std(c: ColumnSummary, column: str) -> str:
     """``mean ± std``, both with the mean's decimals (4 significant digits of the mean for
     the columns without a fixed precision, such as MAE in the data's units)."""
@@ -394,118 +326,3 @@ def region_table(
             cells.append(Cell(_mean_std(summary.cell(m, c), c), bold=m in summary.best(c)))
         rows.append(tuple(cells))
     return Table(tuple(headers), tuple(rows), caption)
-
-
-# -- rendering ----------------------------------------------------------------------------------
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(blocks: Sequence[Block]) -> str:
-    """GitHub-flavoured Markdown; bold cells as ``**...**``, figures as image links."""
-    out: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            out.append("#" * block.level + " " + block.text)
-        elif isinstance(block, Paragraph):
-            out.append(block.text)
-        elif isinstance(block, BulletList):
-            out.append("\n".join(f"- {item}" for item in block.items))
-        elif isinstance(block, Table):
-            lines = ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |"]
-            aligns = ["---:" if c.numeric else ":---" for c in block.rows[0]] if block.rows else []
-            if not aligns:
-                aligns = ["---"] * len(block.headers)
-            lines.append("| " + " | ".join(aligns) + " |")
-            for row in block.rows:
-                cells = [
-                    f"**{_md_cell(c.text)}**" if c.bold and c.text else _md_cell(c.text)
-                    for c in row
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
-            if block.caption:
-                lines.append("")
-                lines.append(f"*{block.caption}*")
-            out.append("\n".join(lines))
-        elif isinstance(block, Figure):
-            text = f"![{block.alt}]({block.path})"
-            if block.caption:
-                text += f"\n\n*{block.caption}*"
-            out.append(text)
-    return "\n\n".join(out) + "\n"
-
-
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-
-
-def _inline(text: str) -> str:
-    """Escape ``text`` and turn its `code`, **bold** and [links](url) into HTML."""
-    escaped = html.escape(text, quote=False)
-    escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    escaped = _BOLD.sub(r"<b>\1</b>", escaped)
-    return _LINK.sub(lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', escaped)
-
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
-th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-caption { caption-side: bottom; font-style: italic; text-align: left; padding-top: 0.3em; }
-figure { margin: 1em 0; } figure img { max-width: 100%; }
-figcaption { font-style: italic; font-size: 0.92em; }
-code { background: #f4f4f4; padding: 0 0.2em; }
-"""
-
-
-def to_html(blocks: Sequence[Block], *, title: str) -> str:
-    """One self-contained HTML page (inline CSS, no scripts; figures with ``png`` embedded as
-    base64, others linked by path)."""
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            level = min(max(block.level, 1), 6)
-            body.append(f"<h{level}>{_inline(block.text)}</h{level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{_inline(block.text)}</p>")
-        elif isinstance(block, BulletList):
-            items = "".join(f"<li>{_inline(i)}</li>" for i in block.items)
-            body.append(f"<ul>{items}</ul>")
-        elif isinstance(block, Table):
-            parts = ["<table>"]
-            if block.caption:
-                parts.append(f"<caption>{_inline(block.caption)}</caption>")
-            parts.append(
-                "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
-            )
-            parts.append("</tr></thead><tbody>")
-            for row in block.rows:
-                cells = []
-                for c in row:
-                    text = html.escape(c.text)
-                    if c.bold and c.text:
-                        text = f"<b>{text}</b>"
-                    cls = ' class="num"' if c.numeric else ""
-                    cells.append(f"<td{cls}>{text}</td>")
-                parts.append("<tr>" + "".join(cells) + "</tr>")
-            parts.append("</tbody></table>")
-            body.append("".join(parts))
-        elif isinstance(block, Figure):
-            if block.png is not None:
-                src = "data:image/png;base64," + base64.b64encode(block.png).decode("ascii")
-            else:
-                src = html.escape(block.path)
-            caption = f"<figcaption>{_inline(block.caption)}</figcaption>" if block.caption else ""
-            body.append(
-                f'<figure><img src="{src}" alt="{html.escape(block.alt)}">{caption}</figure>'
-            )
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )

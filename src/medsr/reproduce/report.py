@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medsr.document import format_p
 from medsr.reproduce.papers import (
     Claim,
     Flag,
@@ -177,8 +178,7 @@ def claim_verdict(claim: Claim, rows: Sequence[Mapping[str, Any]], split: str | 
             continue
         _, p, n = _paired(rows, claim.better, other, claim.metric, split)
         better = a < b if _lower_is_better(claim.metric) else a > b
-        p_text = "n/a" if not math.isfinite(p) else f"{p:.3g}"
-        text = f"against {other}: {a:.4g} vs {b:.4g}, paired p = {p_text} (n = {n})"
+        text = f"against {other}: {a:.4g} vs {b:.4g}, paired p = {format_p(p)} (n = {n})"
         if better and math.isfinite(p) and p < ALPHA:
             verdicts.append((text, "holds"))
         elif better:
@@ -310,6 +310,13 @@ def _scaling_blocks(work: WorkSpec, profile: str, data_root: Path, notes: list[s
 
 
 # ---------------------------------------------------------------------------------- tables
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A table of text cells as Markdown lines (medsr.document's escaping), then a blank."""
+    from medsr.document import Table, to_markdown
+
+    return [*to_markdown([Table.of_text(header, rows)]).splitlines(), ""]
+
+
 def study_scores(study_dir: Path | None) -> dict[tuple[str, str], list[int]]:
     """``(method, scale) -> scores`` of the reader study's ratings (empty without any)."""
     if study_dir is None or not study_dir.is_dir():
@@ -334,12 +341,8 @@ def _paper_table(
     header = ["Method (paper)", "our method"]
     for c in table.columns:
         header += [f"{c.label} paper", f"{c.label} ours"]
-    lines = [
-        f"**{table.caption}** — {table.reference}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
+    lines = [f"**{table.caption}** — {table.reference}", ""]
+    body: list[list[str]] = []
     for row in table.rows:
         cells = [row.label, row.ours or "—"]
         for c in table.columns:
@@ -362,9 +365,8 @@ def _paper_table(
                 continue
             mean, std, n = our_value(rows, row.ours, c.metric, split)
             cells.append(_fmt(mean, std, c.metric) + (f" (n={n})" if n else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    return lines
+        body.append(cells)
+    return lines + _markdown_table(header, body)
 
 
 def _tests_table(
@@ -374,10 +376,8 @@ def _tests_table(
         return ["No reference method: no paired tests.", ""]
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
     splits = list(dict.fromkeys(r["split"] for r in rows))
-    lines = [
-        "| split | method | metric | median difference vs " + reference + " | Wilcoxon p | pairs |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = ["split", "method", "metric", f"median difference vs {reference}", "Wilcoxon p"]
+    body: list[list[str]] = []
     for split in splits:
         for method in methods:
             for metric in metrics:
@@ -386,12 +386,8 @@ def _tests_table(
                 median, p, n = _paired(rows, method, reference, metric, split)
                 if n == 0:
                     continue
-                lines.append(
-                    f"| {split} | {method} | {metric} | {median:+.4g} | "
-                    f"{'n/a' if not math.isfinite(p) else f'{p:.3g}'} | {n} |"
-                )
-    lines.append("")
-    return lines
+                body.append([split, method, metric, f"{median:+.4g}", format_p(p), str(n)])
+    return _markdown_table([*header, "pairs"], body)
 
 
 def _flags_block(flags: Sequence[Flag], paper: Paper) -> list[str]:
@@ -542,26 +538,24 @@ def write_report(
     if pairs.is_file():
         import json
 
-        lines += [
-            "## Synthesised thick/thin DICOM series, paired by position (medsr pair)",
-            "",
-            "| volume | split | thin slices | 5 mm slices | pairs |",
-            "|---|---|---|---|---|",
-        ]
-        for item in json.loads(pairs.read_text(encoding="utf-8")):
-            lines.append(
-                f"| {item['volume']} | {item['split']} | {item['thin_slices']} | "
-                f"{item['thick_slices']} | {item['pairs']} |"
-            )
-        lines.append("")
+        lines += ["## Synthesised thick/thin DICOM series, paired by position (medsr pair)", ""]
+        lines += _markdown_table(
+            ["volume", "split", "thin slices", "5 mm slices", "pairs"],
+            [
+                [str(item[k]) for k in ("volume", "split", "thin_slices", "thick_slices", "pairs")]
+                for item in json.loads(pairs.read_text(encoding="utf-8"))
+            ],
+        )
     extra = bench_dir / "thick-volumes.md"
     if extra.is_file():
         lines += [*extra.read_text(encoding="utf-8").splitlines(), ""]
     lines += _scaling_blocks(work, profile, data_root, [])
-    lines += ["## Stages and wall time", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {info.get('seconds', '')} |" for name, info in stages.items()]
+    lines += ["## Stages and wall time", ""]
+    lines += _markdown_table(
+        ["stage", "seconds"],
+        [[name, str(info.get("seconds", ""))] for name, info in stages.items()],
+    )
     lines += [
-        "",
         "Per-image rows: `results.csv`; the full benchmark report (all metrics, p-values, "
         "figure captions): `benchmark.md`.",
         "",

@@ -1,4 +1,5 @@
-"""Markdown and self-contained HTML reports of a reader study, with a MOS plot.
+"""Markdown and self-contained HTML reports of a reader study, with a MOS plot
+(blocks of :mod:`medsr.document`, which renders and escapes them).
 
 The HTML file needs nothing else (no CDN, no scripts): the plot is embedded as a base64
 PNG. The Markdown file links the same plot, written beside it as ``mos.png``.
@@ -7,15 +8,13 @@ matplotlib is imported only when a plot is drawn.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from medsr import __version__
+from medsr.document import Block, Figure, Heading, Paragraph, Table, format_p, to_html, to_markdown
 from medsr.study.analysis import (
     PairwiseAnalysis,
     RatingAnalysis,
@@ -36,32 +35,7 @@ class ReportFiles:
     plot: Path
 
 
-# ------------------------------------------------------------------ document model
-
-
-@dataclass(frozen=True)
-class _Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class _Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class _Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class _Plot:
-    alt: str
-
-
-_Block = _Heading | _Para | _Table | _Plot
+# ------------------------------------------------------------------- formatting
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -79,81 +53,17 @@ def fmt_ci(low: float, high: float, digits: int = 2) -> str:
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def fmt_p(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _md_cell(text: str) -> str:
-    # Escape HTML too: Markdown renderers pass raw tags through, and comments are free text.
-    return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
-
-
-def to_markdown(blocks: Sequence[_Block], *, plot_name: str) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, _Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
-        elif isinstance(block, _Para):
-            lines += [block.text, ""]
-        elif isinstance(block, _Table):
-            lines.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
-            lines.append("|" + "|".join("---" for _ in block.headers) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-            lines.append("")
-        else:
-            lines += [f"![{block.alt}]({plot_name})", ""]
-    return "\n".join(lines)
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f2f2f2; }
-td { font-variant-numeric: tabular-nums; }
-img { max-width: 100%; }
-p.note { color: #555; font-size: 0.92em; }
-"""
-
-
-def to_html(blocks: Sequence[_Block], *, title: str, plot_png: bytes) -> str:
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-    ]
-    for block in blocks:
-        if isinstance(block, _Heading):
-            parts.append(f"<h{block.level}>{esc(block.text)}</h{block.level}>")
-        elif isinstance(block, _Para):
-            parts.append(f"<p>{esc(block.text)}</p>")
-        elif isinstance(block, _Table):
-            head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        else:
-            data = base64.b64encode(plot_png).decode("ascii")
-            parts.append(f'<p><img alt="{esc(block.alt)}" src="data:image/png;base64,{data}"></p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
 # ------------------------------------------------------------------------- content
 
 
-def _header(study: Study, analysis: RatingAnalysis | PairwiseAnalysis) -> list[_Block]:
+def _header(study: Study, analysis: RatingAnalysis | PairwiseAnalysis) -> list[Block]:
     info = study.info
     progress = study.reader_progress()
     expected = sum(p.total for p in progress)
     mode = "rating (1-5 Likert)" if info.mode == "rating" else "pairwise preference"
     return [
-        _Heading(info.title, 1),
-        _Table(
+        Heading(info.title, 1),
+        Table.of_text(
             ("Study", ""),
             (
                 ("Mode", mode),
@@ -166,8 +76,8 @@ def _header(study: Study, analysis: RatingAnalysis | PairwiseAnalysis) -> list[_
                 ("Report generated", f"{utc_now()} by medsr {__version__}"),
             ),
         ),
-        _Heading("Progress per reader", 3),
-        _Table(
+        Heading("Progress per reader", 3),
+        Table.of_text(
             ("Reader", "Answered", "Total", "First answer", "Last answer"),
             tuple(
                 (
@@ -183,7 +93,7 @@ def _header(study: Study, analysis: RatingAnalysis | PairwiseAnalysis) -> list[_
     ]
 
 
-def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
+def _rating_blocks(analysis: RatingAnalysis, png: bytes) -> list[Block]:
     level = f"{round(analysis.confidence * 100)}%"
     headers = ["Method"]
     for label in SCALES.values():
@@ -202,10 +112,10 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
         quality = analysis.mos_for(method, "quality")
         row += [str(quality.n_cases), str(quality.n_ratings)]
         rows.append(tuple(row))
-    blocks: list[_Block] = [
-        _Heading("Mean opinion score per method"),
-        _Table(tuple(headers), tuple(rows)),
-        _Para(
+    blocks: list[Block] = [
+        Heading("Mean opinion score per method"),
+        Table.of_text(tuple(headers), tuple(rows)),
+        Paragraph(
             "Scores: 1 = very poor (non-diagnostic) ... 5 = excellent. MOS = mean over cases "
             "of the per-case mean rating; the t interval is over the per-case means "
             "(cases random, readers fixed)"
@@ -216,10 +126,10 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
                 else "."
             )
         ),
-        _Plot("MOS per method with confidence intervals"),
+        Figure(PLOT_NAME, "MOS per method with confidence intervals", png=png),
     ]
     for scale, label in SCALES.items():
-        blocks.append(_Heading(f"Per-reader mean: {label.lower()}", 3))
+        blocks.append(Heading(f"Per-reader mean: {label.lower()}", 3))
         rows = []
         for reader in analysis.readers:
             row = [reader]
@@ -227,9 +137,9 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
                 entry = analysis.reader_mos(reader, method, scale)
                 row.append("-" if entry is None else f"{entry.mean:.2f} (n={entry.n})")
             rows.append(tuple(row))
-        blocks.append(_Table(("Reader", *analysis.methods), tuple(rows)))
+        blocks.append(Table.of_text(("Reader", *analysis.methods), tuple(rows)))
 
-    blocks.append(_Heading("Inter-reader agreement"))
+    blocks.append(Heading("Inter-reader agreement"))
     rows = []
     for agr in analysis.agreement:
         icc, w_img, w_met = agr.icc, agr.w_images, agr.w_methods
@@ -244,19 +154,19 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
                 "n/a" if icc is None else fmt_ci(icc.average_low, icc.average_high, 3),
                 "n/a"
                 if icc is None
-                else f"F({icc.df1},{icc.df2}) = {fmt(icc.f_value)}, p {fmt_p(icc.p_value)}",
+                else f"F({icc.df1},{icc.df2}) = {fmt(icc.f_value)}, p {format_p(icc.p_value)}",
                 "n/a"
                 if w_img is None
                 else f"{fmt(w_img.w, 3)} (chi2({w_img.df}) = {fmt(w_img.chi2)}, "
-                f"p {fmt_p(w_img.p_value)})",
+                f"p {format_p(w_img.p_value)})",
                 "n/a"
                 if w_met is None
                 else f"{fmt(w_met.w, 3)} (chi2({w_met.df}) = {fmt(w_met.chi2)}, "
-                f"p {fmt_p(w_met.p_value)})",
+                f"p {format_p(w_met.p_value)})",
             )
         )
     blocks += [
-        _Table(
+        Table.of_text(
             (
                 "Scale",
                 "Images rated by all",
@@ -271,15 +181,15 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
             ),
             tuple(rows),
         ),
-        _Para(
+        Paragraph(
             "ICC(2,1)/ICC(2,k): two-way random effects, absolute agreement, single reader / "
             "mean of the readers (Shrout & Fleiss 1979), over the images rated by every "
             "reader. Kendall's W (tie-corrected): concordance of the readers' rankings of the "
             "images, and of the methods by each reader's mean score. n/a: too few readers "
             "or complete images."
         ),
-        _Heading("Flags per method"),
-        _Table(
+        Heading("Flags per method"),
+        Table.of_text(
             ("Method", "Ratings", *FLAGS),
             tuple(
                 (
@@ -299,8 +209,8 @@ def _rating_blocks(analysis: RatingAnalysis) -> list[_Block]:
     ]
     if analysis.comments:
         blocks += [
-            _Heading("Comments"),
-            _Table(
+            Heading("Comments"),
+            Table.of_text(
                 ("Reader", "Case", "Method", "Quality", "Usefulness", "Flags", "Comment"),
                 tuple(
                     (
@@ -323,12 +233,12 @@ def _count_share(count: int, total: int) -> str:
     return f"{count} ({100 * count / total:.0f}%)" if total else str(count)
 
 
-def _pairwise_blocks(analysis: PairwiseAnalysis) -> list[_Block]:
+def _pairwise_blocks(analysis: PairwiseAnalysis, png: bytes) -> list[Block]:
     level = f"{round(analysis.confidence * 100)}%"
     bias = analysis.side_bias
-    blocks: list[_Block] = [
-        _Heading("Preference per method"),
-        _Table(
+    blocks: list[Block] = [
+        Heading("Preference per method"),
+        Table.of_text(
             ("Method", "Wins", "Losses", "No preference", "Win share", f"{level} CI (Wilson)"),
             tuple(
                 (
@@ -344,9 +254,9 @@ def _pairwise_blocks(analysis: PairwiseAnalysis) -> list[_Block]:
                 )
             ),
         ),
-        _Plot("Win share per method with confidence intervals"),
-        _Heading("Pairs"),
-        _Table(
+        Figure(PLOT_NAME, "Win share per method with confidence intervals", png=png),
+        Heading("Pairs"),
+        Table.of_text(
             (
                 "Method A",
                 "Method B",
@@ -367,28 +277,28 @@ def _pairwise_blocks(analysis: PairwiseAnalysis) -> list[_Block]:
                     str(p.ties),
                     fmt(p.share_a),
                     fmt_ci(p.ci_low, p.ci_high),
-                    fmt_p(p.p_value),
-                    fmt_p(p.p_holm),
+                    format_p(p.p_value),
+                    format_p(p.p_holm),
                 )
                 for p in analysis.pairs
             ),
         ),
-        _Para(
+        Paragraph(
             "Share A = share of the decided comparisons (no preference left out) won by A; "
             "exact two-sided sign test against 50%, Holm-corrected over the pairs. Answers of "
             "one reader are not independent, so treat p-values as descriptive when few "
             "readers took part."
         ),
-        _Heading("Per reader", 3),
-        _Table(
+        Heading("Per reader", 3),
+        Table.of_text(
             ("Reader", "Method", "Wins", "Losses", "No preference"),
             tuple(
                 (r.reader, r.method, str(r.wins), str(r.losses), str(r.ties))
                 for r in analysis.per_reader
             ),
         ),
-        _Heading("Agreement and side bias"),
-        _Table(
+        Heading("Agreement and side bias"),
+        Table.of_text(
             ("Statistic", "Value"),
             (
                 (
@@ -396,20 +306,20 @@ def _pairwise_blocks(analysis: PairwiseAnalysis) -> list[_Block]:
                     "n/a"
                     if analysis.w_methods is None
                     else f"{fmt(analysis.w_methods.w, 3)} (chi2({analysis.w_methods.df}) = "
-                    f"{fmt(analysis.w_methods.chi2)}, p {fmt_p(analysis.w_methods.p_value)})",
+                    f"{fmt(analysis.w_methods.chi2)}, p {format_p(analysis.w_methods.p_value)})",
                 ),
                 (
                     "Choices left / right / none",
                     f"{bias.left} / {bias.right} / {bias.none} "
-                    f"(sign test left vs right p {fmt_p(bias.p_value)})",
+                    f"(sign test left vs right p {format_p(bias.p_value)})",
                 ),
             ),
         ),
     ]
     if analysis.comments:
         blocks += [
-            _Heading("Comments"),
-            _Table(
+            Heading("Comments"),
+            Table.of_text(
                 ("Reader", "Case", "Left", "Right", "Choice", "Comment"),
                 tuple(
                     (r.reader, r.case, r.left, r.right, CHOICES[r.choice], r.comment)
@@ -515,17 +425,13 @@ def build_report(
 ) -> tuple[str, str, bytes]:
     """The report of ``study`` as (Markdown text, HTML text, PNG plot bytes)."""
     analysis = analyse_study(study, confidence=confidence, bootstrap=bootstrap, seed=seed)
+    png = plot_png(analysis)
     blocks = _header(study, analysis)
     if isinstance(analysis, RatingAnalysis):
-        blocks += _rating_blocks(analysis)
+        blocks += _rating_blocks(analysis, png)
     else:
-        blocks += _pairwise_blocks(analysis)
-    png = plot_png(analysis)
-    return (
-        to_markdown(blocks, plot_name=PLOT_NAME),
-        to_html(blocks, title=study.title, plot_png=png),
-        png,
-    )
+        blocks += _pairwise_blocks(analysis, png)
+    return to_markdown(blocks), to_html(blocks, title=study.title), png
 
 
 def write_report(

@@ -15,7 +15,7 @@
 Every checkpoint folder is a ``medsr.models.save`` folder (``medsr.models.load`` reads it);
 its ``config.json`` ``metadata`` describes the normalisation, the degradation, the training
 data and their licences, the recipe, the steps and the validation metrics
-(:meth:`Trainer.metadata`).
+(:mod:`medsr.train.metadata`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from medsr import __version__, distributed
+from medsr import distributed
 from medsr.errors import ConfigError, TrainingError
 from medsr.models import build_discriminator, build_generator, load, save
 from medsr.train import ddp
@@ -48,8 +47,15 @@ from medsr.train.data import (
     validation_indices,
 )
 from medsr.train.ema import EMA
-from medsr.train.gan import DiscriminatorPair, Stepper, build_losses, build_optimizer
+from medsr.train.gan import (
+    DiscriminatorPair,
+    StepOutcome,
+    Stepper,
+    build_losses,
+    build_optimizer,
+)
 from medsr.train.logging import MetricsCSV, ProgressBar, TensorBoard
+from medsr.train.metadata import checkpoint_metadata, describe_run
 from medsr.train.schedules import Schedule
 from medsr.train.state import capture_rng, load_state, restore_rng, save_state
 from medsr.train.validation import ValidationResult, save_panel, validate
@@ -146,8 +152,44 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     ]
 
 
+@dataclass
+class _StageRun:
+    """The objects one stage trains with (built by :meth:`Trainer._start_stage`); the
+    optimisers and schedules go into the training state with every checkpoint."""
+
+    stage: StageConfig
+    stepper: Stepper
+    g_optimizer: torch.optim.Optimizer
+    g_schedule: Schedule
+    d_optimizer: torch.optim.Optimizer | None
+    d_schedule: Schedule | None
+
+
+@dataclass
+class _LossInterval:
+    """The loss terms summed since the last log row: ``count`` steps, ``taken`` of them not
+    skipped (a skipped step's NaN would hide the interval's losses, so it adds nothing)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    count: int = 0
+    taken: int = 0
+
+    def add(self, outcome: StepOutcome) -> None:
+        if not outcome.skipped:
+            for name, value in outcome.parts.items():
+                self.sums[name] = (
+                    self.sums[name] + value if name in self.sums else value.detach().clone()
+                )
+            self.taken += 1
+        self.count += 1
+
+
 class Trainer:
-    """Builds everything from a :class:`RunConfig` and runs the stages (:meth:`run`)."""
+    """Builds everything from a :class:`RunConfig` and runs the stages (:meth:`run`).
+
+    Every attribute is created here: the models, the counters (restored from the state with
+    ``resume``), the batch stream, and closed stand-ins for the logs that :meth:`run` opens.
+    """
 
     def __init__(
         self,
@@ -171,7 +213,6 @@ class Trainer:
         self.out = Path(out_dir or config.output_dir or Path("runs") / config.name)
         self.state_path = self.out / STATE_FILE
         self.resume = resume
-        self.config_path = str(config_path) if config_path is not None else None
         if not resume and self.state_path.exists():
             raise ConfigError(
                 f"{self.out} already holds a training run ({self.state_path}); continue it "
@@ -181,6 +222,7 @@ class Trainer:
         self.degradation = build_degradation_from_config(config.data)
         self.factors = tuple(self.degradation.factors)
         self.config = self._resolve(config)
+        run = self.config.train
 
         if train_dataset is None:
             train_dataset, built_val = build_datasets(
@@ -190,13 +232,78 @@ class Trainer:
                 val_dataset = built_val
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset if self.dist.is_main else None
-
-        run = self.config.train
         self.bf16 = self._use_bf16(run.precision)
+        self._build_models()
 
-        # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        torch.manual_seed(self.config.seed)
+        # counters (overwritten by a resumed state)
+        self.stage_index = 0
+        self.stage_step = 0
+        self.global_step = 0
+        self.data_position = {"epoch": 0, "position": 0}
+        self.nonfinite_in_row = 0
+        self.nonfinite_total = 0
+        self.best: dict[str, Any] | None = None
+        self.last_validation: dict[str, Any] | None = None
+        # the optimiser and schedule states of the stage a resumed run continues
+        self._resumed_optimisers: dict[str, Any] | None = None
+        self.resumed_step: int | None = None
+        if resume:
+            state = load_state(self.state_path)
+            self._check_resumable(state)
+            if self.dist.is_main:
+                self._remove_stale_temporaries()
+            self._restore(state)
+        self.stop_at = run.stop_after
+        if self.stop_at is not None and self.stop_at <= self.global_step:
+            logger.info(
+                "train.stop_after %d is behind the resumed step %d: ignored",
+                self.stop_at,
+                self.global_step,
+            )
+            self.stop_at = None
+
+        self.stream = BatchStream(
+            self.train_dataset,
+            ResumableBatchSampler(
+                len(self.train_dataset),  # type: ignore[arg-type]
+                batch_size=self.config.data.batch_size,
+                seed=self.config.seed,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+            ),
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            seed=self.config.seed,
+            epoch=self.data_position["epoch"],
+            position=self.data_position["position"],
+        )
+        self.current: _StageRun | None = None
+        self.step_times: list[float] = []
+        self.step_cpu_times: list[float] = []
+        # opened by run() on the main process
+        self.csv: MetricsCSV | None = None
+        self.tb = TensorBoard(self.out / "tensorboard", enabled=False)
+        self.progress = ProgressBar(total=0, completed=0, enabled=False)
+        self.description = describe_run(
+            self.config,
+            scale=self.factors[0],
+            degradation=self.degradation.to_config(),
+            rows=getattr(self.train_dataset, "rows", None),
+            config_path=str(config_path) if config_path is not None else None,
+            processes=self.dist.world_size,
+            precision="bf16" if self.bf16 else "fp32",
+            device=self.device.type,
+            ema=self.ema is not None,
+            warn=self.dist.is_main,
+        )
+
+    def _build_models(self) -> None:
+        """The generator (the same initial weights on every rank; DDP also broadcasts rank
+        0's), the discriminator when a stage is adversarial, the EMA, and their training
+        forms: wrapped once for the whole run, as DDP hooks must not be registered twice."""
+        run = self.config.train
         spec = self.config.model
+        torch.manual_seed(self.config.seed)
         self.generator = build_generator(spec.generator.arch, spec.generator.params).to(self.device)
         if spec.init_generator is not None:
             self._load_init(spec.init_generator)
@@ -210,22 +317,12 @@ class Trainer:
             if self.discriminator is not None:
                 self.discriminator.to(memory_format=torch.channels_last)
         self.ema = EMA(self.generator, decay=run.ema_decay) if run.ema_decay else None
-
-        # counters (overwritten by a resumed state)
-        self.stage_index = 0
-        self.stage_step = 0
-        self.global_step = 0
-        self.data_position = {"epoch": 0, "position": 0}
-        self.nonfinite_in_row = 0
-        self.nonfinite_total = 0
-        self.best: dict[str, Any] | None = None
-        self.last_validation: dict[str, Any] | None = None
-        self._saved_state: dict[str, Any] | None = None
-        if resume:
-            self._saved_state = load_state(self.state_path)
-            self._check_resumable(self._saved_state)
-            if self.dist.is_main:
-                self._remove_stale_temporaries()
+        self.g_train: nn.Module = ddp.wrap(self.generator, self.dist)
+        if run.compile:
+            self.g_train = torch.compile(self.g_train)
+        self.d_pair: nn.Module | None = None
+        if self.discriminator is not None:
+            self.d_pair = ddp.wrap(DiscriminatorPair(self.discriminator), self.dist)
 
     def _remove_stale_temporaries(self) -> None:
         """Remove the temporary files that writes killed with the previous run left (e.g.
@@ -332,6 +429,10 @@ class Trainer:
         self.nonfinite_total = int(state["nonfinite"]["total"])
         self.best = state.get("best")
         self.last_validation = state.get("validation")
+        self._resumed_optimisers = {
+            key: state[key] for key in ("g_optimizer", "g_schedule", "d_optimizer", "d_schedule")
+        }
+        self.resumed_step = self.global_step
         restore_rng(state["rng"])
         logger.info(
             "resuming %s at step %d (stage %s, step %d of it)",
@@ -343,14 +444,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ run
     def run(self) -> TrainResult:
-        main = self.dist.is_main
+        """Train every stage not finished yet (or until ``train.stop_after``), then close
+        the logs and the process group."""
         run = self.config.train
-        self.step_times: list[float] = []
-        self.step_cpu_times: list[float] = []
-        self.csv: MetricsCSV | None = None
-        self.tb = TensorBoard(self.out / "tensorboard", enabled=False)
-        self.progress = ProgressBar(total=0, completed=0, enabled=False)
-        self.stream: BatchStream | None = None
         stopped = False
         # process-wide switches, restored when the run ends
         deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -360,72 +456,46 @@ class Trainer:
                 torch.use_deterministic_algorithms(True)
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = not run.deterministic
-            if main:
-                self.out.mkdir(parents=True, exist_ok=True)
-                _write_yaml(self.out / "config.yaml", to_dict(self.config))
-            resumed_step = None
-            if self._saved_state is not None:
-                self._restore(self._saved_state)
-                resumed_step = self.global_step
-            self.stop_at = run.stop_after
-            if self.stop_at is not None and self.stop_at <= self.global_step:
-                logger.info(
-                    "train.stop_after %d is behind the resumed step %d: ignored",
-                    self.stop_at,
-                    self.global_step,
-                )
-                self.stop_at = None
-            if main:
-                self.csv = MetricsCSV(self.out / "metrics.csv", resume_step=resumed_step)
-                self.tb = TensorBoard(
-                    self.out / "tensorboard", enabled=run.tensorboard, purge_step=resumed_step
-                )
-                self.progress = ProgressBar(
-                    total=self.config.total_steps, completed=self.global_step, enabled=run.progress
-                )
-            sampler = ResumableBatchSampler(
-                len(self.train_dataset),  # type: ignore[arg-type]
-                batch_size=self.config.data.batch_size,
-                seed=self.config.seed,
-                rank=self.dist.rank,
-                world_size=self.dist.world_size,
-            )
-            self.stream = BatchStream(
-                self.train_dataset,
-                sampler,
-                num_workers=self.config.data.num_workers,
-                pin_memory=self.device.type == "cuda",
-                seed=self.config.seed,
-                epoch=self.data_position["epoch"],
-                position=self.data_position["position"],
-            )
-            # wrapped once for the whole run (DDP hooks must not be registered twice)
-            self.g_train: nn.Module = ddp.wrap(self.generator, self.dist)
-            if run.compile:
-                self.g_train = torch.compile(self.g_train)
-            self.d_pair: nn.Module | None = None
-            if self.discriminator is not None:
-                self.d_pair = ddp.wrap(DiscriminatorPair(self.discriminator), self.dist)
+            self._open_logs()
             for index, stage in enumerate(self.config.stages):
                 if index < self.stage_index:
                     continue
                 if index == self.stage_index and self.stage_step >= stage.steps:
                     continue  # this stage was finished (and saved) before the resume
-                resumed_here = self._saved_state is not None and index == self.stage_index
-                stopped = self._run_stage(index, stage, resumed=resumed_here)
-                self._saved_state = None
+                stopped = self._run_stage(index, stage)
                 if stopped:
                     break
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
             torch.backends.cudnn.benchmark = benchmark_before
-            self.progress.close()
-            if self.stream is not None:
-                self.stream.close()
-            if self.csv is not None:
-                self.csv.close()
-            self.tb.close()
-            distributed.teardown(self.dist)
+            self._close()
+        return self._result(stopped)
+
+    def _open_logs(self) -> None:
+        """The main process writes the resolved config and opens the CSV, TensorBoard and
+        the progress bar (a resumed run drops the rows written after its state)."""
+        if not self.dist.is_main:
+            return
+        run = self.config.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_yaml(self.out / "config.yaml", to_dict(self.config))
+        self.csv = MetricsCSV(self.out / "metrics.csv", resume_step=self.resumed_step)
+        self.tb = TensorBoard(
+            self.out / "tensorboard", enabled=run.tensorboard, purge_step=self.resumed_step
+        )
+        self.progress = ProgressBar(
+            total=self.config.total_steps, completed=self.global_step, enabled=run.progress
+        )
+
+    def _close(self) -> None:
+        self.progress.close()
+        self.stream.close()
+        if self.csv is not None:
+            self.csv.close()
+        self.tb.close()
+        distributed.teardown(self.dist)
+
+    def _result(self, stopped: bool) -> TrainResult:
         last = self.out / "checkpoints" / "last"
         return TrainResult(
             out_dir=self.out,
@@ -440,107 +510,19 @@ class Trainer:
             step_cpu_times=self.step_cpu_times,
         )
 
-    def _begin_stage(self, index: int, stage: StageConfig) -> None:
-        """A fresh stage: start from the previous stage's weights (EMA or raw), restart the
-        EMA and the best-checkpoint tracking."""
-        if index > 0 and stage.init_from == "ema" and self.ema is not None:
-            self.generator.load_state_dict(self.ema.state_dict())
-        if self.ema is not None:
-            self.ema.copy_from(self.generator)
-        self.stage_index, self.stage_step = index, 0
-        self.best = None
-        logger.info("stage %s: %d steps", stage.name, stage.steps)
-
-    def _run_stage(self, index: int, stage: StageConfig, *, resumed: bool) -> bool:
-        """Run one stage to its end (True when stopped early by ``stop_after``)."""
-        if not resumed:
-            self._begin_stage(index, stage)
-        losses = build_losses(stage.losses, self.device)
-        g_params = [p for p in self.generator.parameters() if p.requires_grad]
-        g_opt = build_optimizer(g_params, stage.optimizer)
-        g_sched = Schedule(
-            g_opt, stage.schedule, base_lr=stage.optimizer.lr, total_steps=stage.steps
-        )
-        d_opt = d_sched = pair = None
-        if stage.adversarial:
-            assert self.discriminator is not None
-            d_cfg = stage.d_optimizer or stage.optimizer
-            d_opt = build_optimizer(
-                [p for p in self.discriminator.parameters() if p.requires_grad], d_cfg
-            )
-            d_sched = Schedule(
-                d_opt, stage.d_schedule or stage.schedule, base_lr=d_cfg.lr, total_steps=stage.steps
-            )
-            pair = self.d_pair
-        if resumed and self._saved_state is not None:
-            s = self._saved_state
-            g_opt.load_state_dict(s["g_optimizer"])
-            g_sched.load_state_dict(s["g_schedule"])
-            if d_opt is not None and d_sched is not None:
-                d_opt.load_state_dict(s["d_optimizer"])
-                d_sched.load_state_dict(s["d_schedule"])
-        self.generator.train()
-        if self.discriminator is not None:
-            self.discriminator.train()
-        stepper = Stepper(
-            generator=self.g_train,
-            generator_raw=self.generator,
-            losses=losses,
-            g_optimizer=g_opt,
-            g_schedule=g_sched,
-            grad_clip=stage.grad_clip,
-            autocast=self._autocast,
-            dist=self.dist,
-            discriminator_pair=pair,
-            discriminator_raw=self.discriminator,
-            d_optimizer=d_opt,
-            d_schedule=d_sched,
-        )
-        self._optimisers = (g_opt, g_sched, d_opt, d_sched)
+    def _run_stage(self, index: int, stage: StageConfig) -> bool:
+        """Run one stage to its end (True when stopped early by ``stop_after``): steps with a
+        log row every ``log_every``, validation every ``val_every``, a checkpoint every
+        ``checkpoint_every``; at the end a validation and the stage's own checkpoint."""
+        self.current = self._start_stage(index, stage)
         run = self.config.train
-        sums: dict[str, torch.Tensor] = {}
-        count = taken = 0  # steps since the last log row, and those not skipped
-        channels_last = run.channels_last
+        interval = _LossInterval()
         while self.stage_step < stage.steps:
-            start = time.perf_counter()
-            cpu_start = time.process_time()
-            assert self.stream is not None
-            batch = self.stream.next()
-            lr = batch["lr"].to(self.device, non_blocking=True)
-            hr = batch["hr"].to(self.device, non_blocking=True)
-            if channels_last:
-                lr = lr.contiguous(memory_format=torch.channels_last)
-                hr = hr.contiguous(memory_format=torch.channels_last)
-            outcome = stepper(lr, hr, self.stage_step)
-            self.stage_step += 1
-            self.global_step += 1
-            if outcome.skipped:
-                self.nonfinite_in_row += 1
-                self.nonfinite_total += 1
-                logger.warning(
-                    "step %d: non-finite loss or gradient (%s update skipped; %d in a row)",
-                    self.global_step,
-                    "generator" if outcome.g_skipped else "discriminator",
-                    self.nonfinite_in_row,
-                )
-                if self.nonfinite_in_row >= run.max_nonfinite:
-                    self._diverged(stage, outcome.parts)
-            else:
-                self.nonfinite_in_row = 0
-            if self.ema is not None and not outcome.g_skipped:
-                self.ema.update(self.generator)
-            if not outcome.skipped:  # a skipped step's NaN would hide the interval's losses
-                for name, value in outcome.parts.items():
-                    sums[name] = sums[name] + value if name in sums else value.detach().clone()
-                taken += 1
-            count += 1
-            self.step_times.append(time.perf_counter() - start)
-            self.step_cpu_times.append(time.process_time() - cpu_start)
-
+            interval.add(self._train_step())
             end_of_stage = self.stage_step >= stage.steps
             if run.log_every and (self.global_step % run.log_every == 0 or end_of_stage):
-                self._log_train(stage, sums, count, taken, g_sched)
-                sums, count, taken = {}, 0, 0
+                self._log_train(stage, interval)
+                interval = _LossInterval()
             if end_of_stage:
                 break
             if run.val_every and self.global_step % run.val_every == 0:
@@ -552,29 +534,113 @@ class Trainer:
                 logger.info("stopped after step %d (train.stop_after)", self.global_step)
                 return True
             self.progress.update(step=self.global_step, stage=stage.name)
-        if count and not run.log_every:
-            self._log_train(stage, sums, count, taken, g_sched)
-        # end of stage: validate, keep the stage's weights, save everything
+        if interval.count and not run.log_every:
+            self._log_train(stage, interval)
         self._validate(stage)
         self._checkpoint(stage, stage_folder=True)
         self.progress.update(step=self.global_step, stage=stage.name)
         return self.stop_at is not None and self.global_step >= self.stop_at
 
+    def _start_stage(self, index: int, stage: StageConfig) -> _StageRun:
+        """The stage's losses, optimisers and schedules. A fresh stage starts from the
+        previous stage's weights (EMA or raw) and restarts the EMA and the best-checkpoint
+        tracking; the stage a resumed run continues gets its saved optimiser states."""
+        # a resumed run's first stage: the one its state was saved in, unless that had ended
+        resumed = self._resumed_optimisers if index == self.stage_index else None
+        self._resumed_optimisers = None
+        if resumed is None:
+            if index > 0 and stage.init_from == "ema" and self.ema is not None:
+                self.generator.load_state_dict(self.ema.state_dict())
+            if self.ema is not None:
+                self.ema.copy_from(self.generator)
+            self.stage_index, self.stage_step = index, 0
+            self.best = None
+            logger.info("stage %s: %d steps", stage.name, stage.steps)
+        g_params = [p for p in self.generator.parameters() if p.requires_grad]
+        g_opt = build_optimizer(g_params, stage.optimizer)
+        g_sched = Schedule(
+            g_opt, stage.schedule, base_lr=stage.optimizer.lr, total_steps=stage.steps
+        )
+        d_opt = d_sched = None
+        if stage.adversarial:
+            assert self.discriminator is not None
+            d_cfg = stage.d_optimizer or stage.optimizer
+            d_opt = build_optimizer(
+                [p for p in self.discriminator.parameters() if p.requires_grad], d_cfg
+            )
+            d_sched = Schedule(
+                d_opt, stage.d_schedule or stage.schedule, base_lr=d_cfg.lr, total_steps=stage.steps
+            )
+        if resumed is not None:
+            g_opt.load_state_dict(resumed["g_optimizer"])
+            g_sched.load_state_dict(resumed["g_schedule"])
+            if d_opt is not None and d_sched is not None:
+                d_opt.load_state_dict(resumed["d_optimizer"])
+                d_sched.load_state_dict(resumed["d_schedule"])
+        self.generator.train()
+        if self.discriminator is not None:
+            self.discriminator.train()
+        stepper = Stepper(
+            generator=self.g_train,
+            generator_raw=self.generator,
+            losses=build_losses(stage.losses, self.device),
+            g_optimizer=g_opt,
+            g_schedule=g_sched,
+            grad_clip=stage.grad_clip,
+            autocast=self._autocast,
+            dist=self.dist,
+            discriminator_pair=self.d_pair if stage.adversarial else None,
+            discriminator_raw=self.discriminator,
+            d_optimizer=d_opt,
+            d_schedule=d_sched,
+        )
+        return _StageRun(stage, stepper, g_opt, g_sched, d_opt, d_sched)
+
+    def _train_step(self) -> StepOutcome:
+        """One batch through the current stage's stepper: counters, non-finite accounting
+        (:meth:`_diverged` after ``max_nonfinite`` in a row), the EMA, the step's times."""
+        assert self.current is not None
+        stage = self.current.stage
+        start = time.perf_counter()
+        cpu_start = time.process_time()
+        batch = self.stream.next()
+        lr = batch["lr"].to(self.device, non_blocking=True)
+        hr = batch["hr"].to(self.device, non_blocking=True)
+        if self.config.train.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+            hr = hr.contiguous(memory_format=torch.channels_last)
+        outcome = self.current.stepper(lr, hr, self.stage_step)
+        self.stage_step += 1
+        self.global_step += 1
+        if outcome.skipped:
+            self.nonfinite_in_row += 1
+            self.nonfinite_total += 1
+            logger.warning(
+                "step %d: non-finite loss or gradient (%s update skipped; %d in a row)",
+                self.global_step,
+                "generator" if outcome.g_skipped else "discriminator",
+                self.nonfinite_in_row,
+            )
+            if self.nonfinite_in_row >= self.config.train.max_nonfinite:
+                self._diverged(stage, outcome.parts)
+        else:
+            self.nonfinite_in_row = 0
+        if self.ema is not None and not outcome.g_skipped:
+            self.ema.update(self.generator)
+        self.step_times.append(time.perf_counter() - start)
+        self.step_cpu_times.append(time.process_time() - cpu_start)
+        return outcome
+
     # ------------------------------------------------------------------ logs and checks
-    def _log_train(
-        self,
-        stage: StageConfig,
-        sums: dict[str, torch.Tensor],
-        count: int,
-        taken: int,
-        schedule: Schedule,
-    ) -> None:
+    def _log_train(self, stage: StageConfig, interval: _LossInterval) -> None:
         """One CSV/TensorBoard row: the mean of each loss term over the steps taken since
         the last row, the learning rate, seconds per step, and the skipped steps."""
+        count, taken = interval.count, interval.taken
         if not count or not self.dist.is_main:
             return
-        values = {k: float(v) / taken for k, v in sums.items()}  # one sync per log row
-        values["lr"] = schedule.lr_at(max(self.stage_step - 1, 0))
+        assert self.current is not None
+        values = {k: float(v) / taken for k, v in interval.sums.items()}  # one sync per row
+        values["lr"] = self.current.g_schedule.lr_at(max(self.stage_step - 1, 0))
         recent = self.step_times[-count:]
         values["step_seconds"] = sum(recent) / len(recent)
         if taken < count:
@@ -663,22 +729,23 @@ class Trainer:
         distributed.barrier(self.dist)
 
     def _state(self) -> dict[str, Any]:
-        g_opt, g_sched, d_opt, d_sched = self._optimisers
+        assert self.current is not None
+        current = self.current
         return {
             "config": to_dict(self.config),
             "stage_index": self.stage_index,
             "stage_step": self.stage_step,
             "global_step": self.global_step,
-            "data": self.stream.state() if self.stream is not None else self.data_position,
+            "data": self.stream.state(),
             "generator": self.generator.state_dict(),
             "discriminator": (
                 self.discriminator.state_dict() if self.discriminator is not None else None
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "g_optimizer": g_opt.state_dict(),
-            "g_schedule": g_sched.state_dict(),
-            "d_optimizer": d_opt.state_dict() if d_opt is not None else None,
-            "d_schedule": d_sched.state_dict() if d_sched is not None else None,
+            "g_optimizer": current.g_optimizer.state_dict(),
+            "g_schedule": current.g_schedule.state_dict(),
+            "d_optimizer": _state_dict(current.d_optimizer),
+            "d_schedule": _state_dict(current.d_schedule),
             "scaler": None,  # bf16 autocast needs no loss scaling
             "rng": capture_rng(),
             "nonfinite": {"in_row": self.nonfinite_in_row, "total": self.nonfinite_total},
@@ -688,171 +755,21 @@ class Trainer:
 
     # ------------------------------------------------------------------------- metadata
     def metadata(self, *, checkpoint: str) -> dict[str, Any]:
-        """The ``metadata`` of the generator checkpoints (see docs/training.md)."""
-        cfg = self.config
-        k = cfg.data.neighbours
-        stage = cfg.stages[self.stage_index]
-        normalisation, normalisation_details = self._normalisation_metadata()
-        return {
-            "task": "super-resolution",
-            "checkpoint": checkpoint,
-            "medsr_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "scale": self.factors[0],
-            "input": {
-                "channels": 2 * k + 1,
-                "neighbours": k,
-                "description": (
-                    f"2.5D: the slice and {k} neighbour(s) on each side as channels, centre "
-                    f"at channel {k}; the output is the centre slice"
-                    if k
-                    else "one 2D slice"
-                ),
-                "range": [0.0, 1.0],
-            },
-            "normalisation": normalisation,
-            "normalisation_details": normalisation_details,
-            "degradation": self.degradation.to_config(),
-            "training_data": self._data_metadata(),
-            "recipe": {
-                "name": cfg.name,
-                "description": cfg.description,
-                "source": cfg.source,
-                "path": self.config_path,
-                "config": to_dict(cfg),
-            },
-            "training": {
-                "steps": self.global_step,
-                "total_steps": cfg.total_steps,
-                "stage": stage.name,
-                "stage_step": self.stage_step,
-                "stages": [s.name for s in cfg.stages],
-                "weights": "ema" if self.ema is not None else "model",
-                "ema_decay": cfg.train.ema_decay,
-                "seed": cfg.seed,
-                "processes": self.dist.world_size,
-                "global_batch": cfg.data.batch_size * self.dist.world_size,
-                "precision": "bf16" if self.bf16 else "fp32",
-                "device": self.device.type,
-                "nonfinite_steps_skipped": self.nonfinite_total,
-            },
-            "validation": self._validation_metadata(),
-        }
-
-    def _validation_metadata(self) -> dict[str, Any] | None:
-        if self.last_validation is None:
-            return None
-        return {
-            "split": self.config.data.val_split,
-            "metrics": {
-                k: (v if not (isinstance(v, float) and not math.isfinite(v)) else str(v))
-                for k, v in self.last_validation.items()
-            },
-            "best": self.best,
-            "units": "physical (normaliser.inverse of SR and HR)",
-            "data_range": "width of each volume's normaliser window (bounds high - low)",
-            "crop": self.config.data.val_crop,
-            "max_slices": self.config.data.val_max_slices,
-        }
-
-    def _normalisation_metadata(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(policy, details)``. The policy is the fitting policy inference applies to a new
-        input (``method``, ``window``, ``percentiles``, ``clip``): the ``medsr prepare``
-        options of the training data, from the ``report.json`` beside its manifest (prepare's
-        defaults when there is none). Its ``clip`` is false whatever training used, as
-        medsr.infer advises: clipping an input to the window cannot be inverted and would
-        flatten the values outside it (metal, bright vessels); the training data's own clip
-        is in the details, with where the policy came from and the normaliser kinds the
-        training volumes got, per modality."""
-        policy: dict[str, Any] = {
-            "method": "auto",
-            "window": "wide",
-            "percentiles": [0.5, 99.5],
-            "clip": False,
-        }
-        details: dict[str, Any] = {
-            "fitted": "per volume (medsr.transforms.intensity.fit_normaliser)",
-            "range": [0.0, 1.0],
-            "training_clip": True,
-            "source": "medsr prepare defaults (no report.json beside the manifest)",
-        }
-        report = _read_report(self.config.data.manifest)
-        options = report.get("options", {}) if report is not None else {}
-        if options:
-            details["source"] = "report.json of the prepared training data"
-            mapping = {"normaliser": "method", "ct_window": "window", "percentiles": "percentiles"}
-            for key, name in mapping.items():
-                if key in options:
-                    value = options[key]
-                    policy[name] = list(value) if isinstance(value, list | tuple) else value
-            if "clip" in options:
-                details["training_clip"] = bool(options["clip"])
-        rows = getattr(self.train_dataset, "rows", None)
-        if rows:
-            kinds: dict[str, set[str]] = {}
-            for row in rows:
-                record = row.normaliser_dict() if hasattr(row, "normaliser_dict") else None
-                if record:
-                    kinds.setdefault(row.modality, set()).add(record["kind"])
-            details["kinds"] = {m: sorted(v) for m, v in sorted(kinds.items())}
-        return policy, details
-
-    def _data_metadata(self) -> dict[str, Any]:
-        rows = getattr(self.train_dataset, "rows", None)
-        licenses = self.config.data.licenses
-        datasets: dict[str, dict[str, Any]] = {}
-        if rows:
-            for row in rows:
-                entry = datasets.setdefault(
-                    row.dataset, {"name": row.dataset, "slices": 0, "subjects": set()}
-                )
-                entry["slices"] += 1
-                entry["subjects"].add(row.subject_id)
-        else:
-            for name in self.config.data.datasets or []:
-                datasets[name] = {"name": name, "slices": None, "subjects": set()}
-        listed = []
-        for name, entry in sorted(datasets.items()):
-            license_text = licenses.get(name)
-            if license_text is None:
-                logger.warning("no licence given for dataset %s (data.licenses)", name)
-            listed.append(
-                {
-                    "name": name,
-                    "license": license_text or "unknown (not given in data.licenses)",
-                    "train_slices": entry["slices"],
-                    "train_subjects": len(entry["subjects"]) if entry["subjects"] else None,
-                }
-            )
-        report = _read_report(self.config.data.manifest)
-        options = report.get("options", {}) if report is not None else {}
-        prepare = {
-            key: options[key]
-            for key in ("slice_axis", "crop_border", "pad_to", "pad_multiple", "resize")
-            if key in options
-        }
-        return {
-            "manifest": self.config.data.manifest,
-            "prepare": prepare or None,
-            "train_split": self.config.data.train_split,
-            "val_split": self.config.data.val_split,
-            "datasets": listed,
-            "patch_size": self.config.data.patch_size,
-        }
+        """The ``metadata`` of the generator checkpoints (see :mod:`medsr.train.metadata`)."""
+        return checkpoint_metadata(
+            self.description,
+            checkpoint=checkpoint,
+            global_step=self.global_step,
+            stage_index=self.stage_index,
+            stage_step=self.stage_step,
+            nonfinite_total=self.nonfinite_total,
+            last_validation=self.last_validation,
+            best=self.best,
+        )
 
 
-def _read_report(manifest: str) -> dict[str, Any] | None:
-    import json
-
-    path = Path(manifest)
-    folder = path if path.is_dir() else path.parent
-    report = folder / "report.json"
-    if not report.is_file():
-        return None
-    try:
-        return json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def _state_dict(stateful: Any) -> dict[str, Any] | None:
+    return stateful.state_dict() if stateful is not None else None
 
 
 def _write_yaml(path: Path, data: Any) -> None:
