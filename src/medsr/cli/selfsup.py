@@ -1,9 +1,10 @@
 """``medsr upscale VOLUME --self-supervised``: the self-supervised path of ``medsr upscale``.
 
 Not a command of its own: :mod:`medsr.cli.upscale` declares these options with
-:func:`add_self_supervised_arguments` and hands over to :func:`run_self_supervised` (with
-the options it parsed) when ``--self-supervised`` is given. The inputs run through
-:mod:`medsr.infer.pipeline` like any other; the method is :mod:`medsr.infer.selfsup`.
+:func:`add_self_supervised_arguments` and, when ``--self-supervised`` is given, runs the
+inputs through :mod:`medsr.infer.pipeline` like any other, with :func:`self_supervised_method`
+in place of a model, this module's :func:`reporter` for the progress and
+:func:`summary_line` for each volume done. The method is :mod:`medsr.infer.selfsup`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from medsr.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medsr.infer.pipeline import Outcome, UpscaleOptions
+    from medsr.cli.progress import Progress
+    from medsr.infer.pipeline import Job, Outcome, SelfSupervised
     from medsr.infer.selfsup import SelfSupConfig, SelfSupProgress
 
 logger = logging.getLogger(__name__)
@@ -173,14 +173,10 @@ class _Reporter:
         )
 
 
-def run_self_supervised(args: argparse.Namespace, options: UpscaleOptions) -> int:
-    """Run ``medsr upscale --self-supervised`` over the inputs (through
-    :func:`medsr.infer.pipeline.run` with :class:`~medsr.infer.pipeline.SelfSupervised`);
-    1 if any failed."""
-    from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.progress import Progress
-    from medsr.infer.outputs import OutputLedger
-    from medsr.infer.pipeline import SelfSupervised, check_plan, plan, run
+def self_supervised_method(args: argparse.Namespace) -> SelfSupervised:
+    """The method ``medsr upscale --self-supervised`` runs in place of a model (it then runs
+    the inputs like any other upscale: :func:`medsr.infer.pipeline.run`)."""
+    from medsr.infer.pipeline import SelfSupervised
 
     if args.axis == "in-plane":
         raise ConfigError(
@@ -188,52 +184,28 @@ def run_self_supervised(args: argparse.Namespace, options: UpscaleOptions) -> in
         )
     if args.device == "cuda" and args.precision != "fp32":
         logger.warning("--precision is not used by --self-supervised (it trains in fp32)")
-    method = SelfSupervised(
+    return SelfSupervised(
         target_spacing=args.target_spacing,
         slice_thickness=args.slice_thickness,
         slice_gap=args.slice_gap,
         slice_profile=args.slice_profile,
         config=_config(args),
     )
-    found = plan(args.inputs, args.output)
-    if not found.jobs:
-        raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
-    check_plan(found, options, [Path(p) for p in args.inputs])
-    ledger = OutputLedger(found.root)
-    options = replace(options, deidentify=deidentification_state(args))
-    for path in found.skipped:
-        print(f"skipped {path} (not an image)")
-    progress = Progress("medsr upscale --self-supervised", quiet=args.quiet)
-    failed = 0
-    with progress:
-        overall = progress.add_task("inputs", total=len(found.jobs))
-        for job in found.jobs:
-            task = progress.add_task(f"{job.path.name}: training", total=None)
-            report = _Reporter(
-                job.path.name,
-                functools.partial(progress.update, task),
-                # a terminal shows the bar; logs get the reporter's own lines; --quiet nothing
-                plain=not progress.live and not args.quiet,
-                stream=sys.stderr,
-            )
-            outcome = run(job, method, options, ledger=ledger, progress=report)
-            progress.remove_task(task)
-            progress.advance(overall)
-            if not outcome.ok:
-                failed += 1
-                if outcome.bug and getattr(args, "debug", False):
-                    raise outcome.exception  # type: ignore[misc]
-                print(f"FAILED {job.label}: {outcome.error}", file=sys.stderr)
-                continue
-            print(_summary_line(outcome))
-    print(
-        f"{len(found.jobs) - failed} of {len(found.jobs)} inputs upscaled"
-        + (f", {failed} failed" if failed else "")
+
+
+def reporter(job: Job, progress: Progress, task: Any, *, quiet: bool) -> _Reporter:
+    """The progress callback of one volume: its training and application in the bar's task
+    ``task`` on a terminal, plain lines on stderr in logs, nothing with ``--quiet``."""
+    return _Reporter(
+        job.path.name,
+        functools.partial(progress.update, task),
+        plain=not progress.live and not quiet,
+        stream=sys.stderr,
     )
-    return 1 if failed else 0
 
 
-def _summary_line(outcome: Outcome) -> str:
+def summary_line(outcome: Outcome) -> str:
+    """The line printed for a volume done."""
     image, result = outcome.image, outcome.result
     assert image is not None and result is not None and hasattr(result, "acquisition")
     fidelity = result.fidelity_psnr

@@ -16,13 +16,15 @@ that cannot be written; ``--overwrite`` replaces only medsr's own earlier output
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medsr.cli.deidentify import add_deidentify_arguments, deidentification_state
 from medsr.cli.dicomweb import add_dicomweb_arguments, uses_dicomweb, with_dicomweb
@@ -33,7 +35,12 @@ from medsr.cli.safety import (
     refuse_in_batch,
     summary_notes,
 )
-from medsr.cli.selfsup import add_self_supervised_arguments, run_self_supervised
+from medsr.cli.selfsup import (
+    add_self_supervised_arguments,
+    reporter,
+    self_supervised_method,
+    summary_line,
+)
 from medsr.errors import ConfigError
 from medsr.infer.defaults import (
     BATCH_TILE,
@@ -51,6 +58,7 @@ from medsr.infer.outputs import OutputLedger
 from medsr.infer.pipeline import (
     Job,
     Outcome,
+    SelfSupervised,
     UpscaleOptions,
     check_plan,
     is_series_folder,
@@ -198,10 +206,12 @@ def _describe_model(model: SRModel) -> str:
     return f"{model.name} x{model.scale} ({kind})"
 
 
-def progress_bar(quiet: bool = False) -> Progress:
+def progress_bar(quiet: bool = False, self_supervised: bool = False) -> Progress:
     """The per-input progress of ``medsr upscale`` on stderr: a bar on a terminal, plain
     periodic lines otherwise (:mod:`medsr.cli.progress`)."""
-    return Progress("medsr upscale", quiet=quiet)
+    return Progress(
+        "medsr upscale" + (" --self-supervised" if self_supervised else ""), quiet=quiet
+    )
 
 
 def upscale_options(args: argparse.Namespace) -> UpscaleOptions:
@@ -248,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
                 "--self-supervised runs in one process over INPUT files and folders: "
                 "--list, --manifest and torchrun are not supported with it"
             )
-        return run_self_supervised(args, options)
+        return run_inputs(args, options, self_supervised_method(args))
     if args.model is None:  # the shipped model for this scale (batch and single runs alike)
         args.model = default_model(args.scale)
     if batch_mode(args):
@@ -260,44 +270,66 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, scale=args.scale)
     engine = runner(model, options)
+    return run_inputs(
+        args, options, model, f"model: {_describe_model(model)}; {engine.description}"
+    )
+
+
+def run_inputs(
+    args: argparse.Namespace,
+    options: UpscaleOptions,
+    method: SRModel | SelfSupervised,
+    header: str | None = None,
+) -> int:
+    """Plan and check the INPUTs' outputs, then run them one by one (a model or
+    ``--self-supervised``) with a progress bar and a line per input; 1 if any failed."""
     found = plan(args.inputs, args.output)
     if not found.jobs:
         raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
     check_plan(found, options, [Path(p) for p in args.inputs])
     ledger = OutputLedger(found.root)
     options = replace(options, deidentify=deidentification_state(args))
-    print(f"model: {_describe_model(model)}; {engine.description}")
+    if header is not None:
+        print(header)
     for path in found.skipped:
         print(f"skipped {path} (not an image)")
 
-    progress = progress_bar(quiet=args.quiet)
+    selfsup = isinstance(method, SelfSupervised)
+    progress = progress_bar(quiet=args.quiet, self_supervised=selfsup)
     outcomes: list[Outcome] = []
     with progress:
         overall = progress.add_task("inputs", total=len(found.jobs))
         for job in found.jobs:
-            task = progress.add_task(job.path.name, total=None)
-
-            def report(done: int, total: int, task=task) -> None:
-                progress.update(task, completed=done, total=total)
-
-            outcome = run_job(job, model, options, ledger=ledger, progress=report)
+            if selfsup:
+                task = progress.add_task(f"{job.path.name}: training", total=None)
+                report: Callable[..., None] = reporter(job, progress, task, quiet=args.quiet)
+            else:
+                task = progress.add_task(job.path.name, total=None)
+                report = functools.partial(_update, progress, task)
+            outcome = run_job(job, method, options, ledger=ledger, progress=report)
             progress.remove_task(task)
             progress.advance(overall)
             outcomes.append(outcome)
-            if outcome.ok:
-                print(_summary_line(outcome, model))
+            if not outcome.ok:
+                print(f"FAILED {job.label}: {failure_text(outcome, args)}", file=sys.stderr)
+            elif selfsup:
+                print(summary_line(outcome))
+            else:
+                print(_summary_line(outcome, method))
                 for note in summary_notes(_sr(outcome), outcome.maps, outcome.warnings):
                     print(f"  {note}")
-            else:
-                print(f"FAILED {job.label}: {failure_text(outcome, args)}", file=sys.stderr)
-    if len(outcomes) > 1:  # one input: its ok line says it all
-        _print_table(outcomes, model)
+    if len(outcomes) > 1 and not selfsup:  # one input: its ok line says it all
+        _print_table(outcomes, method)
     failed = sum(not o.ok for o in outcomes)
     print(
         f"{len(outcomes) - failed} of {len(outcomes)} inputs upscaled"
         + (f", {failed} failed" if failed else "")
     )
     return 1 if failed else 0
+
+
+def _update(progress: Progress, task: Any, done: int, total: int) -> None:
+    progress.update(task, completed=done, total=total)
 
 
 def _sr(outcome: Outcome) -> UpscaleResult:

@@ -94,6 +94,16 @@ OUTPUT_FORMATS = {
 spacing, PNG is lossless. An input of another (unknown) kind is written as NPZ."""
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+ENGINE_SETTINGS = (
+    "engine",
+    "device",
+    "precision",
+    "channels_last",
+    "compile",
+    "threads",
+    "self_ensemble",
+)
+"""The :class:`UpscaleOptions` fields that :func:`medsr.infer.runtime.get_runner` takes."""
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -132,6 +142,11 @@ class UpscaleOptions:
         if self.format is not None and self.format not in WRITABLE:
             raise ConfigError(f"unknown output format {self.format!r}; choose from {WRITABLE}")
 
+    def engine_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`medsr.infer.runtime.get_runner` (also taken by
+        ``upscale_image``): which engine runs the model, where and how."""
+        return {name: getattr(self, name) for name in ENGINE_SETTINGS}
+
 
 @dataclass(frozen=True)
 class SelfSupervised:
@@ -152,16 +167,7 @@ def runner(model: SRModel, options: UpscaleOptions) -> Runner:
     before any input is read."""
     from medsr.infer.runtime import get_runner
 
-    return get_runner(
-        model,
-        engine=options.engine,
-        device=options.device,
-        precision=options.precision,
-        channels_last=options.channels_last,
-        compile=options.compile,
-        threads=options.threads,
-        self_ensemble=options.self_ensemble,
-    )
+    return get_runner(model, **options.engine_settings())
 
 
 def upscale(
@@ -181,15 +187,9 @@ def upscale(
         tile=options.tile,
         overlap=options.overlap,
         batch_size=options.batch_size,
-        device=options.device,
-        precision=options.precision,
-        channels_last=options.channels_last,
-        compile=options.compile,
-        self_ensemble=options.self_ensemble,
-        engine=options.engine,
-        threads=options.threads,
         progress=progress,
         consistency=options.consistency,
+        **options.engine_settings(),
     )
 
 
@@ -513,6 +513,8 @@ def run(
         assert fmt is not None  # known once the image is read
         target = job.target(image, fmt)
         _refuse_replacing(target, options, ledger)
+        # a model's output is checked against its training data and may get maps; the
+        # self-supervised method learns from the input itself
         maps = options.save_maps and not isinstance(model, SelfSupervised)
         if maps:
             _check_map_targets(target, options, ledger)
