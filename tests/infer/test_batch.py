@@ -67,7 +67,9 @@ def outputs_of(out: Path) -> dict[str, np.ndarray]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # this checkout's medsr (src/) first: the venv's editable install may point at another one
+    path = os.pathsep.join([str(REPO / "src"), str(REPO)])
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     return env
@@ -256,16 +258,16 @@ KILLER = textwrap.dedent(
     where, n = sys.argv[1], int(sys.argv[2])
     count = [0]
     if where == "mid-input":
-        original = upscale._process
+        original = upscale.run_job  # medsr.infer.pipeline.run
 
-        def process(job, model, args, out, *rest):
+        def process(job, *rest, **options):
             count[0] += 1
             if count[0] == n:  # half-written output in the staging folder, then killed
-                (out / "partial.bin").write_bytes(b"x" * 1000)
+                (job.out / "partial.bin").write_bytes(b"x" * 1000)
                 os.kill(os.getpid(), signal.SIGKILL)
-            return original(job, model, args, out, *rest)
+            return original(job, *rest, **options)
 
-        upscale._process = process
+        upscale.run_job = process
     else:  # killed after the output was renamed into place, before its manifest row
         original = batch._PartWriter.write
 

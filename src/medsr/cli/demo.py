@@ -1,10 +1,11 @@
 """``medsr demo``: super-resolve a bundled real sample and show it beside bicubic and the original.
 
 The sample is the ground truth: the demo makes its low-resolution version (antialiased
-bicubic down by the scale), writes it in the sample's format, reads it back like any user
-input, super-resolves it with ``upscale_image`` (the default model and bicubic), writes the
-result (a derived DICOM series for the CT sample) and ``side_by_side.png`` with PSNR and SSIM
-of each method against the original, in physical units.
+bicubic down by the scale), writes it in the sample's format, and runs it like any user input
+through :func:`medsr.infer.pipeline.run` (read, super-resolve with the default model, write
+the result: a derived DICOM series for the CT sample); bicubic runs on the same input for
+comparison. ``side_by_side.png`` shows PSNR and SSIM of each method against the original,
+in physical units.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import numpy as np
 from medsr.errors import ConfigError
 from medsr.infer.defaults import DEFAULT_MODELS, FALLBACK_MODEL, default_model
 from medsr.samples import SAMPLES
-
-OUTPUT_SUFFIXES = {"dicom": "", "nifti": ".nii.gz", "png": ".png"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -128,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
 
     from medsr import samples
     from medsr.infer.model_source import load_model
-    from medsr.infer.upscale import fit_to_output, stored_range, upscale_image
+    from medsr.infer.pipeline import Job, UpscaleOptions, default_format, output_path, upscale
+    from medsr.infer.pipeline import run as run_job
     from medsr.io import read, write
+    from medsr.io.write import fit_to_output, stored_range
     from medsr.models import PRETRAINED
     from medsr.transforms.degrade import build_degradation
 
@@ -145,33 +146,34 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"sample {name} is in colour; the demo shows grey images")
     h, w = hr.spatial_shape[-2:]
     hr = hr.replace(array=hr.array[..., : h - h % s, : w - w % s])  # keeps the origin
-    fmt = hr.source.format if hr.source is not None else "nifti"
-    fmt = fmt if fmt in OUTPUT_SUFFIXES else "nifti"
-    suffix = OUTPUT_SUFFIXES[fmt]
+    fmt = default_format(hr.source.format if hr.source is not None else "nifti")
 
     # The LR input: antialiased bicubic in physical units (linear, so the same as in any
     # unclipped normalisation), on the coarser grid, written and read back like user data.
     degrade = build_degradation({"name": "bicubic", "scale": s, "clip": False})
     planes = torch.from_numpy(hr.array.reshape(-1, 1, *hr.array.shape[-2:]))
     lr_array = degrade(planes).numpy().reshape(*hr.array.shape[:-2], h // s, w // s)
-    lr_path = out / f"{name}-lr-x{s}{suffix}"
     lr_image, _ = fit_to_output(hr.regrid(lr_array), fmt)  # as the scanner would store it
+    lr_path = output_path(out / f"{name}-lr-x{s}", lr_image, fmt)
     write(lr_image, lr_path, format=fmt, overwrite=True)
-    lr = read(lr_path)
 
     model = load_model(args.model if args.model is not None else default_model(s), scale=s)
-    methods = [model] if model.name == "bicubic" else [load_model("bicubic", scale=s), model]
-    results = {m.name: upscale_image(lr, m, device="cpu") for m in methods}
-    main = results[model.name]
-    sr_path = out / f"{name}-sr-{model.name.split(' ')[0].replace('/', '_')}-x{s}{suffix}"
-    sr_image, clipped = fit_to_output(main.image, fmt)
-    written = write(
-        sr_image,
-        sr_path,
-        format=fmt,
-        overwrite=True,
-        description=f"{model.name} x{s} (medsr demo)",
+    options = UpscaleOptions(
+        device="cpu", format=fmt, overwrite=True, description=f"{model.name} x{s} (medsr demo)"
     )
+    stem = f"{name}-sr-{model.name.split(' ')[0].replace('/', '_')}-x{s}"
+    outcome = run_job(Job(lr_path, Path(stem), out), model, options)
+    if outcome.exception is not None:
+        raise outcome.exception
+    assert outcome.image is not None and outcome.output is not None
+    lr, main = outcome.image, outcome.result
+    results = (
+        {}
+        if model.name == "bicubic"
+        else {"bicubic": upscale(lr, load_model("bicubic", scale=s), options)}
+    )
+    results[model.name] = main
+    clipped = outcome.clipped
 
     # Figure and metrics on the physical values; the middle slice of a volume is shown.
     z = hr.spatial_shape[0] // 2 if hr.is_volume else None
@@ -221,14 +223,14 @@ def run(args: argparse.Namespace) -> int:
     figure = out / "side_by_side.png"
     _figure(figure, panels, _window(hr), title, zoom)
 
-    sr_where = written[0].parent if len(written) > 1 else written[0]
+    sr_where = outcome.output
     print(f"sample: {name} ({SAMPLES[name].description}; {SAMPLES[name].license})")
     print(f"low-resolution input (1/{s}, antialiased bicubic): {lr_path}")
     print(f"super-resolved with {model.name} ({kind}): {sr_where}")
     limits = stored_range(main.image, fmt)
     if clipped and limits is not None:
         print(
-            f"  ({clipped} output pixels, {100 * clipped / sr_image.array.size:.2f}%, overshot "
+            f"  ({clipped} output pixels, {100 * clipped / main.image.array.size:.2f}%, overshot "
             f"{limits[0]:g}..{limits[1]:g}, the range the source's bit depth stores, and were "
             "clipped when written; the figure and metrics use the unclipped values)"
         )

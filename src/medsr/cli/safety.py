@@ -1,24 +1,21 @@
 """``medsr upscale`` options of issue 20: ``--consistency`` and ``--save-maps``.
 
-The logic lives in :mod:`medsr.infer.safety`; this module parses the options, writes the
-maps of one output beside it and words the per-input summary.
+The logic lives in :mod:`medsr.infer.safety` (the maps are written beside each output by
+:func:`medsr.infer.pipeline.run`); this module parses the options and words the per-input
+summary.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsr.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medsr.infer.model_source import SRModel
     from medsr.infer.ood import OODWarning
-    from medsr.infer.outputs import OutputLedger
     from medsr.infer.safety import ConsistencyOptions
     from medsr.infer.upscale import UpscaleResult
-    from medsr.io.image import Image
 
 
 def add_safety_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,73 +77,6 @@ def refuse_in_batch(args: argparse.Namespace) -> None:
             "--save-maps works on INPUT files and DICOM series folders, not in batch mode "
             "(a folder tree, --list or torchrun); run it on the inputs you want to inspect"
         )
-
-
-def check_map_targets(target: Path, args: argparse.Namespace, ledger: OutputLedger | None) -> None:
-    """Before the model runs: refuse map paths that exist and may not be replaced."""
-    from medsr.errors import WriteError
-    from medsr.infer.outputs import refuse_replacing
-    from medsr.infer.safety import map_paths
-
-    for path in map_paths(target).values():
-        if ledger is not None:
-            refuse_replacing(path, ledger, overwrite=args.overwrite)
-        elif path.exists() and not args.overwrite:
-            raise WriteError(path, "already exists (pass --overwrite to replace it)")
-
-
-def save_maps(
-    result: UpscaleResult,
-    image: Image,
-    output: Image,
-    target: Path,
-    fmt: str,
-    args: argparse.Namespace,
-    *,
-    ledger: OutputLedger | None,
-    state: Any,
-    warnings: list[OODWarning] | None = None,
-) -> tuple[dict[str, Any], list[Path]]:
-    """Compute and write the maps of one output (``output``: the image as written to
-    ``target``); returns the summary and the paths written."""
-    from medsr.infer.ood import flag_text
-    from medsr.infer.safety import consistency_map, map_paths, write_maps
-
-    maps = consistency_map(result, image, output=output)
-    if warnings:
-        maps.summary["out_of_distribution"] = [w.text for w in warnings]
-    paths = map_paths(target)
-    check_map_targets(target, args, ledger)
-    if ledger is not None:
-        for path in paths.values():
-            ledger.record(path)
-    written = write_maps(
-        maps,
-        output,
-        paths,
-        fmt,
-        overwrite=args.overwrite,
-        deidentify=state,
-        flag=flag_text(warnings or []),
-    )
-    return maps.summary, written
-
-
-def out_of_distribution(
-    image: Image, model: SRModel, result: UpscaleResult, written: list[Path], fmt: str
-) -> list[OODWarning]:
-    """Check ``image`` against the model's training data (:mod:`medsr.infer.ood`), log the
-    warnings and flag the written DICOM files."""
-    import logging
-
-    from medsr.infer.ood import check_input, flag_dicom
-
-    warnings = check_input(image, model, result.normaliser)
-    for w in warnings:
-        logging.getLogger("medsr.infer.ood").warning("out of distribution: %s", w.text)
-    if fmt == "dicom":
-        flag_dicom([p for p in written if p.is_file()], warnings)
-    return warnings
 
 
 def summary_notes(

@@ -1,8 +1,10 @@
 """``medsr upscale VOLUME --self-supervised``: the self-supervised path of ``medsr upscale``.
 
 Not a command of its own: :mod:`medsr.cli.upscale` declares these options with
-:func:`add_self_supervised_arguments` and hands over to :func:`run_self_supervised` when
-``--self-supervised`` is given. The method is :mod:`medsr.infer.selfsup`.
+:func:`add_self_supervised_arguments` and, when ``--self-supervised`` is given, runs the
+inputs through :mod:`medsr.infer.pipeline` like any other, with :func:`self_supervised_method`
+in place of a model, this module's :func:`reporter` for the progress and
+:func:`summary_line` for each volume done. The method is :mod:`medsr.infer.selfsup`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from medsr.errors import ConfigError, FileError, MedsrError
-from medsr.io import read, write
+from medsr.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medsr.infer.selfsup import SelfSupProgress
+    from medsr.cli.progress import Progress
+    from medsr.infer.pipeline import Job, Outcome, SelfSupervised
+    from medsr.infer.selfsup import SelfSupConfig, SelfSupProgress
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ def add_self_supervised_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> SelfSupConfig:
     from medsr.infer.selfsup import SelfSupConfig
 
     budget = args.budget
@@ -171,15 +173,10 @@ class _Reporter:
         )
 
 
-def run_self_supervised(args: argparse.Namespace) -> int:
-    """Run ``medsr upscale --self-supervised`` over the inputs; 1 if any failed."""
-
-    from medsr.cli.deidentify import deidentification_state
-    from medsr.cli.progress import Progress
-    from medsr.cli.upscale import check_outputs, discover, output_root, output_target
-    from medsr.infer.outputs import OutputLedger
-    from medsr.infer.selfsup import self_supervised_upscale
-    from medsr.infer.upscale import fit_to_output
+def self_supervised_method(args: argparse.Namespace) -> SelfSupervised:
+    """The method ``medsr upscale --self-supervised`` runs in place of a model (it then runs
+    the inputs like any other upscale: :func:`medsr.infer.pipeline.run`)."""
+    from medsr.infer.pipeline import SelfSupervised
 
     if args.axis == "in-plane":
         raise ConfigError(
@@ -187,91 +184,41 @@ def run_self_supervised(args: argparse.Namespace) -> int:
         )
     if args.device == "cuda" and args.precision != "fp32":
         logger.warning("--precision is not used by --self-supervised (it trains in fp32)")
-    config = _config(args)
-    jobs, skipped = discover(args.inputs)
-    if not jobs:
-        raise ConfigError(f"no image inputs found in {', '.join(args.inputs)}")
-    out = Path(args.output)
-    check_outputs(jobs, args, out, [Path(p) for p in args.inputs])
-    ledger = OutputLedger(output_root(out, len(jobs) == 1))
-    state = deidentification_state(args)
-    for path in skipped:
-        print(f"skipped {path} (not an image)")
-    progress = Progress("medsr upscale --self-supervised", quiet=args.quiet)
-    failed = 0
-    with progress:
-        overall = progress.add_task("inputs", total=len(jobs))
-        for job in jobs:
-            task = progress.add_task(f"{job.path.name}: training", total=None)
-            report = _Reporter(
-                job.path.name,
-                functools.partial(progress.update, task),
-                # a terminal shows the bar; logs get the reporter's own lines; --quiet nothing
-                plain=not progress.live and not args.quiet,
-                stream=sys.stderr,
-            )
-
-            start = time.perf_counter()
-            try:
-                image = read(job.path, series_uid=job.series_uid)
-                fmt, target = output_target(job, image, args, out, len(jobs) == 1, None, ledger)
-                result = self_supervised_upscale(
-                    image,
-                    axis=args.axis,
-                    target_spacing=args.target_spacing,
-                    slice_thickness=args.slice_thickness,
-                    slice_gap=args.slice_gap,
-                    slice_profile=args.slice_profile,
-                    config=config,
-                    device=args.device,
-                    threads=args.threads,
-                    progress=report,
-                )
-                output, clipped = fit_to_output(result.image, fmt)
-                acq = result.acquisition
-                ledger.record(target)  # before writing: a killed write leaves a listed output
-                written = write(
-                    output,
-                    target,
-                    format=fmt,
-                    overwrite=args.overwrite,
-                    description=f"self-supervised through-plane SR {acq.spacing:.3g} mm -> "
-                    f"{result.image.spacing[result.axis]:.3g} mm",
-                    deidentify=state,
-                )
-            except FileError as error:
-                failed += 1
-                msg = error.problem if error.path == job.path else str(error)
-                print(f"FAILED {job.label}: {msg}", file=sys.stderr)
-                continue
-            except MedsrError as error:
-                failed += 1
-                print(f"FAILED {job.label}: {error}", file=sys.stderr)
-                continue
-            finally:
-                progress.remove_task(task)
-                progress.advance(overall)
-            shown = target if len(written) != 1 else written[0]
-            fidelity = result.fidelity_psnr
-            print(
-                f"ok {job.label} -> {shown}: "
-                f"{'x'.join(map(str, image.array.shape))} -> "
-                f"{'x'.join(map(str, result.image.array.shape))}, spacing "
-                f"{'x'.join(f'{s:.3g}' for s in image.spacing)} -> "
-                f"{'x'.join(f'{s:.3g}' for s in result.image.spacing)} mm, self-supervised "
-                f"along axis {result.axis} ({acq.describe()}), "
-                f"{result.steps} steps on {result.device} ({result.stop_reason}), "
-                f"{time.perf_counter() - start:.1f} s, "
-                + (
-                    ""
-                    if result.heldout_psnr is None
-                    else f"held-out PSNR {result.heldout_psnr:.2f} dB, "
-                )
-                + f"fidelity {'inf' if math.isinf(fidelity) else f'{fidelity:.1f}'} dB"
-                + (f"; {clipped} pixel(s) clipped to the source's range" if clipped else "")
-            )
-    print(
-        f"{len(jobs) - failed} of {len(jobs)} inputs upscaled"
-        + (f", {failed} failed" if failed else "")
+    return SelfSupervised(
+        target_spacing=args.target_spacing,
+        slice_thickness=args.slice_thickness,
+        slice_gap=args.slice_gap,
+        slice_profile=args.slice_profile,
+        config=_config(args),
     )
-    return 1 if failed else 0
+
+
+def reporter(job: Job, progress: Progress, task: Any, *, quiet: bool) -> _Reporter:
+    """The progress callback of one volume: its training and application in the bar's task
+    ``task`` on a terminal, plain lines on stderr in logs, nothing with ``--quiet``."""
+    return _Reporter(
+        job.path.name,
+        functools.partial(progress.update, task),
+        plain=not progress.live and not quiet,
+        stream=sys.stderr,
+    )
+
+
+def summary_line(outcome: Outcome) -> str:
+    """The line printed for a volume done."""
+    image, result = outcome.image, outcome.result
+    assert image is not None and result is not None and hasattr(result, "acquisition")
+    fidelity = result.fidelity_psnr
+    return (
+        f"ok {outcome.job.label} -> {outcome.output}: "
+        f"{'x'.join(map(str, image.array.shape))} -> "
+        f"{'x'.join(map(str, result.image.array.shape))}, spacing "
+        f"{'x'.join(f'{s:.3g}' for s in image.spacing)} -> "
+        f"{'x'.join(f'{s:.3g}' for s in result.image.spacing)} mm, self-supervised "
+        f"along axis {result.axis} ({result.acquisition.describe()}), "
+        f"{result.steps} steps on {result.device} ({result.stop_reason}), "
+        f"{outcome.seconds:.1f} s, "
+        + ("" if result.heldout_psnr is None else f"held-out PSNR {result.heldout_psnr:.2f} dB, ")
+        + f"fidelity {'inf' if math.isinf(fidelity) else f'{fidelity:.1f}'} dB"
+        + (f"; {outcome.clipped} pixel(s) clipped to the source's range" if outcome.clipped else "")
+    )

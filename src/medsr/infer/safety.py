@@ -267,7 +267,7 @@ def consistency_map(
     input ``image``.
 
     ``output``: the image actually written (e.g. clipped by
-    :func:`~medsr.infer.upscale.fit_to_output`); default ``result.image``. ``degradation``
+    :func:`~medsr.io.write.fit_to_output`); default ``result.image``. ``degradation``
     defaults to the one the fidelity check of ``result`` used
     (``result.degradation``). The error is computed in the normaliser's [0, 1] units, as
     ``result.fidelity_psnr`` is, and scaled to physical units by the window width (the
@@ -373,8 +373,8 @@ def write_maps(
     """
     import json
 
-    from medsr.infer.upscale import fit_to_output, stored_range
     from medsr.io import write
+    from medsr.io.write import fit_to_output, stored_range
 
     units = {"HU": "HU", "scanner units (MR)": "MR units"}.get(maps.summary.get("units", ""), "")
     arrays = {"consistency": maps.error_on_output, "sr-minus-bicubic": maps.sr_minus_bicubic}

@@ -34,6 +34,7 @@ from medsr.infer.runtime import Runner, get_runner
 from medsr.infer.safety import ConsistencyOptions, Projection, back_project
 from medsr.infer.tiling import plan_tiles, tiled_apply
 from medsr.io.image import Image
+from medsr.io.write import fit_to_output, stored_range  # here too: the public API of upscale
 from medsr.metrics import consistency_psnr
 from medsr.transforms.degrade import Bicubic, Degradation, along_axis
 from medsr.transforms.intensity import Normaliser
@@ -354,7 +355,8 @@ def upscale_image(
     separately (one normaliser for the whole image). A grey image given to an RGB model is
     replicated to 3 channels and the output averaged. The output is float32 and unclipped;
     :func:`fit_to_output` clips (and rounds) it to what the source's bit depth stores before
-    writing, as ``medsr upscale`` does.
+    writing, as ``medsr upscale`` does (both live in :mod:`medsr.io.write`, beside the writers
+    whose limits they know).
     """
     t_start = time.perf_counter()
     check_finite(image)
@@ -556,63 +558,3 @@ def _assemble(
     else:
         arr = torch.stack(outputs, dim=-1) if image.color else outputs[0]
     return np.ascontiguousarray(arr.numpy(), dtype=np.float32)
-
-
-# -- writing back -------------------------------------------------------------------------------
-def stored_range(image: Image, fmt: str) -> tuple[float, float, bool] | None:
-    """``(low, high, integer)``: the physical values that writing ``image`` as ``fmt`` can keep,
-    when the output keeps the source's integer bit depth; None for float output.
-
-    DICOM (from a DICOM source): the stored range through RescaleSlope/Intercept (the writer
-    rounds). PNG/TIFF from an integer PNG/JPEG/TIFF, NIfTI from an integer NIfTI: the
-    integer range of the source's bit depth (values are rounded here).
-    """
-    from medsr.io.dicom_write import _rescale, _stored_range
-
-    src = image.source
-    if src is None or image.color:
-        return None
-    if fmt == "dicom" and src.format == "dicom" and src.datasets:
-        ds = src.datasets[0]
-        low, high, _ = _stored_range(ds)
-        slope, intercept = _rescale(ds)
-        ends = sorted((intercept + slope * low, intercept + slope * high))
-        return ends[0], ends[1], False
-    same_kind = (fmt == "nifti" and src.format == "nifti") or (
-        fmt in ("png", "tiff") and src.format in ("png", "jpeg", "tiff")
-    )
-    if not same_kind or src.bits_stored is None:
-        return None
-    bits = src.bits_stored
-    if src.signed:
-        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1, True
-    return 0.0, 2.0**bits - 1, True
-
-
-def fit_to_output(image: Image, fmt: str) -> tuple[Image, int]:
-    """``image`` clipped (and rounded, for integer formats) to what ``fmt`` keeps of the
-    source's bit depth, and the number of pixels clipped.
-
-    SR overshoots (interpolation ringing, a network's output) can leave the stored range, e.g.
-    below -1024 HU next to air. Without this, PNG/TIFF writers would rescale non-integer
-    values min..max (changing every intensity) and NIfTI would clip silently.
-    """
-    limits = stored_range(image, fmt)
-    if limits is None:
-        return image, 0
-    low, high, integer = limits
-    array = image.array
-    clipped = int(np.count_nonzero((array < low) | (array > high)))
-    out = np.clip(array, low, high)
-    if integer:
-        out = np.rint(out, out=out)
-    if clipped:
-        logger.info(
-            "%d pixel(s) (%.2f%%) of the output fell outside %g..%g, the range of the "
-            "source's bit depth, and were clipped",
-            clipped,
-            100.0 * clipped / array.size,
-            low,
-            high,
-        )
-    return image.replace(array=out), clipped

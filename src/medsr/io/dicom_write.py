@@ -143,7 +143,9 @@ def ds_values(values) -> list[str]:
     return [format_number_as_ds(float(v)) for v in values]
 
 
-def _stored_range(ds: Dataset) -> tuple[int, int, np.dtype]:
+def stored_integer_range(ds: Dataset) -> tuple[int, int, np.dtype]:
+    """``(low, high, dtype)``: the stored integers ``ds``'s pixel module allows (BitsStored,
+    PixelRepresentation) and the numpy type that holds them (BitsAllocated)."""
     allocated = int(ds.get("BitsAllocated", 16))
     stored = int(ds.get("BitsStored", allocated))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
@@ -155,7 +157,9 @@ def _stored_range(ds: Dataset) -> tuple[int, int, np.dtype]:
     return low, high, np.dtype(f"{'int' if signed else 'uint'}{size}")
 
 
-def _rescale(ds: Dataset) -> tuple[float, float]:
+def rescale(ds: Dataset) -> tuple[float, float]:
+    """``(slope, intercept)`` from stored integers to physical values (the shared functional
+    group's of an enhanced multi-frame object, else RescaleSlope/Intercept; 1, 0 if none)."""
     shared = ds.get("SharedFunctionalGroupsSequence")
     if shared and "PixelValueTransformationSequence" in shared[0]:
         item = shared[0].PixelValueTransformationSequence[0]
@@ -169,8 +173,8 @@ def quantise(values: np.ndarray, template: Dataset) -> tuple[np.ndarray, int]:
     Super-resolution can overshoot the stored range (e.g. below -1024 HU next to air); those
     pixels are clipped to the range, counted, and reported once per write.
     """
-    slope, intercept = _rescale(template)
-    low, high, dtype = _stored_range(template)
+    slope, intercept = rescale(template)
+    low, high, dtype = stored_integer_range(template)
     stored = np.rint((values.astype(np.float64) - intercept) / slope)
     clipped = int(np.count_nonzero((stored < low) | (stored > high)))
     return np.clip(stored, low, high).astype(dtype), clipped
@@ -185,7 +189,7 @@ def stored_values(image: Image, template: Dataset, array: np.ndarray | None = No
 
 def _report_clipped(clipped: int, template: Dataset) -> None:
     if clipped:
-        low, high, _ = _stored_range(template)
+        low, high, _ = stored_integer_range(template)
         log.warning(
             "%d pixel(s) outside the stored range %d..%d of the source bit depth were clipped",
             clipped,

@@ -1,15 +1,20 @@
 """``write(image, path, like=source)``: DICOM (derived series), NIfTI, PNG, TIFF, NPY, NPZ.
 
-The DICOM writer (and pydicom) is imported when the first DICOM is written.
+What each writer can store: :data:`VOLUME_FORMATS` (which hold a volume), :func:`stored_range`
+(which values the source's bit depth keeps) and :func:`fit_to_output` (an image clipped to
+them). The DICOM writer (and pydicom) is imported when the first DICOM is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from medsr.errors import WriteError
 from medsr.io import formats, nifti
@@ -21,7 +26,11 @@ if TYPE_CHECKING:
     from medsr.io.deidentify import DeidentificationState
     from medsr.io.dicom_write import Finalize
 
+log = logging.getLogger(__name__)
+
 WRITABLE = ("dicom", "nifti", "png", "tiff", "npy", "npz")
+VOLUME_FORMATS = ("dicom", "nifti", "tiff", "npy", "npz")
+"""The formats that hold a volume ``(Z, Y, X)``; a PNG is one 2D image."""
 SUFFIXES = {
     "dicom": ".dcm",
     "nifti": ".nii.gz",
@@ -178,3 +187,63 @@ def _write_dicom(
         return dicom_write.write_single(
             image, path, template=datasets[0], description=description, finalize=finalize
         )
+
+
+# -- what a writer can store ----------------------------------------------------------------------
+def stored_range(image: Image, fmt: str) -> tuple[float, float, bool] | None:
+    """``(low, high, integer)``: the physical values that writing ``image`` as ``fmt`` can keep,
+    when the output keeps the source's integer bit depth; None for float output.
+
+    DICOM (from a DICOM source): the stored range through RescaleSlope/Intercept (the writer
+    rounds). PNG/TIFF from an integer PNG/JPEG/TIFF, NIfTI from an integer NIfTI: the
+    integer range of the source's bit depth (values are rounded here).
+    """
+    src = image.source
+    if src is None or image.color:
+        return None
+    if fmt == "dicom" and src.format == "dicom" and src.datasets:
+        from medsr.io.dicom_write import rescale, stored_integer_range
+
+        ds = src.datasets[0]
+        low, high, _ = stored_integer_range(ds)
+        slope, intercept = rescale(ds)
+        ends = sorted((intercept + slope * low, intercept + slope * high))
+        return ends[0], ends[1], False
+    same_kind = (fmt == "nifti" and src.format == "nifti") or (
+        fmt in ("png", "tiff") and src.format in ("png", "jpeg", "tiff")
+    )
+    if not same_kind or src.bits_stored is None:
+        return None
+    bits = src.bits_stored
+    if src.signed:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1, True
+    return 0.0, 2.0**bits - 1, True
+
+
+def fit_to_output(image: Image, fmt: str) -> tuple[Image, int]:
+    """``image`` clipped (and rounded, for integer formats) to what ``fmt`` keeps of the
+    source's bit depth (:func:`stored_range`), and the number of pixels clipped.
+
+    SR overshoots (interpolation ringing, a network's output) can leave the stored range, e.g.
+    below -1024 HU next to air. Without this, PNG/TIFF writers would rescale non-integer
+    values min..max (changing every intensity) and NIfTI would clip silently.
+    """
+    limits = stored_range(image, fmt)
+    if limits is None:
+        return image, 0
+    low, high, integer = limits
+    array = image.array
+    clipped = int(np.count_nonzero((array < low) | (array > high)))
+    out = np.clip(array, low, high)
+    if integer:
+        out = np.rint(out, out=out)
+    if clipped:
+        log.info(
+            "%d pixel(s) (%.2f%%) of the output fell outside %g..%g, the range of the "
+            "source's bit depth, and were clipped",
+            clipped,
+            100.0 * clipped / array.size,
+            low,
+            high,
+        )
+    return image.replace(array=out), clipped

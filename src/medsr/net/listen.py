@@ -4,10 +4,10 @@ A Storage SCP (pynetdicom) receives instances (C-STORE) and answers C-ECHO. Ever
 checked (decodable, with its UIDs and pixel data) and kept in the durable spool
 (:mod:`medsr.net.spool`) before the C-STORE is answered; a malformed one is refused with a
 failure status and the node carries on. A series that received nothing for the quiet period
-is queued; the worker reads it (:func:`medsr.io.read`), super-resolves it
-(:func:`medsr.infer.upscale_image`), writes the derived series (:func:`medsr.io.write`,
-optionally de-identified) and sends it to a C-STORE SCP or a STOW-RS endpoint, retrying with
-exponential back-off. Logs name series by a keyed hash, never by UID or patient attribute.
+is queued; the worker reads it, super-resolves it and writes the derived series, optionally
+de-identified (:func:`medsr.infer.pipeline.run`, as ``medsr upscale`` does), and sends it to
+a C-STORE SCP or a STOW-RS endpoint, retrying with exponential back-off. Logs name series by
+a keyed hash, never by UID or patient attribute.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from medsr.net.dimse import Destination, check_ae_title, cstore_files, quiet_pyn
 from medsr.net.spool import Job, Spool, redact
 
 if TYPE_CHECKING:
+    from medsr.infer import pipeline
     from medsr.infer.model_source import SRModel
     from medsr.io.deidentify import DeidentificationState
 
@@ -91,18 +92,36 @@ class StowSender:
 
 @dataclass(frozen=True)
 class UpscaleOptions:
-    """How each series is super-resolved (the ``medsr upscale`` options that apply)."""
+    """How each series is super-resolved: the model to load, the ``medsr upscale`` options
+    that apply (:meth:`pipeline_options` turns them into the options of
+    :class:`medsr.infer.pipeline.UpscaleOptions`) and whether the output is de-identified."""
 
     model: str
     scale: int | None = None
     axis: str = "in-plane"
-    tile: int = DEFAULT_TILE
+    tile: int | None = DEFAULT_TILE
     overlap: int = DEFAULT_OVERLAP
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
     deidentify: bool = False
     deid_key: str | None = None
+
+    def pipeline_options(self, state: DeidentificationState | None) -> pipeline.UpscaleOptions:
+        """The pipeline's options: always a derived DICOM series, de-identified with
+        ``state`` (one for the node's life)."""
+        from medsr.infer import pipeline
+
+        return pipeline.UpscaleOptions(
+            axis=self.axis,
+            tile=self.tile,
+            overlap=self.overlap,
+            device=self.device,
+            precision=self.precision,
+            threads=self.threads,
+            format="dicom",
+            deidentify=state,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,7 @@ class Node:
             model = load_model(upscale.model, scale=upscale.scale)
         self.model = model
         self.deid_state = self._deidentification_state()
+        self.pipeline_options = upscale.pipeline_options(self.deid_state)
         self._stop = threading.Event()
         self._ae: Any = None
         self._threads: list[threading.Thread] = []
@@ -413,34 +433,19 @@ class Node:
         )
 
     def _upscale(self, job: Job) -> int:
-        """read -> upscale_image -> write, into ``output.partial`` renamed ``output`` at the end."""
-        from medsr.infer.upscale import fit_to_output, upscale_image
-        from medsr.io import read, write
+        """The pipeline (:func:`medsr.infer.pipeline.run`) into ``output.partial``, renamed
+        ``output`` at the end: a volume of single-frame files becomes the folder ``series``, a
+        2D image or a multi-frame file ``series.dcm``. Raises what failed."""
+        from medsr.infer.pipeline import Job as Input
+        from medsr.infer.pipeline import run
 
-        image = read(job.input)
-        result = upscale_image(
-            image,
-            self.model,
-            axis=self.upscale.axis,
-            tile=self.upscale.tile or None,
-            overlap=self.upscale.overlap,
-            device=self.upscale.device,
-            precision=self.upscale.precision,
-            threads=self.upscale.threads,
+        outcome = run(
+            Input(job.input, Path("series"), job.partial), self.model, self.pipeline_options
         )
-        output, _ = fit_to_output(result.image, "dicom")
-        multiframe = image.source is not None and image.source.frame_order is not None
-        # a volume of single-frame files is a folder; a 2D image or a multi-frame file is a file
-        target = job.partial / ("series" if image.is_volume and not multiframe else "series.dcm")
-        written = write(
-            output,
-            target,
-            format="dicom",
-            description=f"{self.model.name} x{self.model.scale}",
-            deidentify=self.deid_state,
-        )
+        if outcome.exception is not None:
+            raise outcome.exception
         os.rename(job.partial, job.output)
-        return len(written)
+        return len(outcome.written)
 
 
 def _series(job: Job) -> str:

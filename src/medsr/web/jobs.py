@@ -32,19 +32,21 @@ import queue
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medsr.errors import ConfigError, MedsrError
 from medsr.io.image import Image
+
+if TYPE_CHECKING:
+    from medsr.infer.pipeline import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,6 @@ PLANES = ("axial", "coronal", "sagittal")
 acquisition; for another one they are simply the three array axes."""
 STATUSES = ("queued", "running", "done", "failed")
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
-
-# The output format of each input kind (JPEG is written as lossless PNG).
-OUTPUT_FORMATS = {"dicom": "dicom", "nifti": "nifti", "png": "png", "jpeg": "png", "tiff": "tiff"}
-OUTPUT_SUFFIXES = {"nifti": ".nii.gz", "png": ".png", "tiff": ".tif"}
 
 
 class UnknownJobError(MedsrError, LookupError):
@@ -420,7 +418,7 @@ class JobManager:
         return self._model_cache[key]
 
     def _run(self, job_id: str) -> None:
-        from medsr.infer import upscale_image
+        from medsr.infer.pipeline import UpscaleOptions, upscale
 
         with self._lock:
             record = self._records.get(job_id)
@@ -440,10 +438,11 @@ class JobManager:
                 self._update(record, save=False, progress_done=done, progress_total=total)
 
             self._update(record, stage=f"upscaling with {record.model} x{record.scale}")
-            result = upscale_image(image, model, threads=self.threads, progress=progress)
+            outcome = self._write_result(folder, record, image, model, progress)
+            result = outcome.result
             self._update(record, stage="bicubic baseline")
-            baseline = upscale_image(image, self._model("bicubic", record.scale))
-            self._update(record, stage="writing the result")
+            baseline = upscale(image, self._model("bicubic", record.scale), UpscaleOptions())
+            self._update(record, stage="writing the views")
             views = folder / "views"
             views.mkdir(exist_ok=True)
             self._update(record, stage="consistency map")
@@ -455,10 +454,6 @@ class JobManager:
                 *consistency.pop("arrays").items(),
             ):
                 np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
-            from medsr.infer.ood import check_input
-
-            ood = check_input(image, model, result.normaliser)
-            result_file, fmt = self._write_result(folder, record, result.image, model, ood)
             self._update(
                 record,
                 status="done",
@@ -466,12 +461,12 @@ class JobManager:
                 finished_at=time.time(),
                 seconds=round(time.perf_counter() - start, 3),
                 fidelity_psnr=float(result.fidelity_psnr),
-                warnings=[w.text for w in ood],
+                warnings=[w.text for w in outcome.warnings],
                 consistency=consistency,
                 output_shape=list(result.image.array.shape),
                 output_spacing=[round(s, 6) for s in result.image.spacing],
-                result_file=result_file,
-                output_format=fmt,
+                result_file=outcome.output.name,
+                output_format=outcome.format,
                 progress_done=record.progress_total,
             )
             log.info("job %s done in %.1f s", job_id, record.seconds)
@@ -491,41 +486,35 @@ class JobManager:
         record.value_range = [float(finite.min()), float(finite.max())] if finite.size else [0, 1]
 
     def _write_result(
-        self, folder: Path, record: JobRecord, image: Image, model, ood: list | None = None
-    ) -> tuple[str, str]:
-        from medsr.infer.ood import flag_dicom
-        from medsr.infer.upscale import fit_to_output
-        from medsr.io import write
+        self,
+        folder: Path,
+        record: JobRecord,
+        image: Image,
+        model: Any,
+        progress: Callable[[int, int], None],
+    ) -> Outcome:
+        """Upscale and write the result in the input's format (:func:`medsr.infer.pipeline.run`);
+        a DICOM series (and any DICOM from a zip upload) is zipped. Raises the pipeline's
+        error (an unexpected one to the worker, which logs it)."""
+        from medsr.infer.pipeline import Job, UpscaleOptions, run
 
-        fmt = OUTPUT_FORMATS.get(record.kind.removesuffix("-zip"), "nifti")
-        if fmt == "png" and image.is_volume:
-            fmt = "tiff"
-        out_dir = folder / "result"
-        out_dir.mkdir(exist_ok=True)
-        output, _ = fit_to_output(image, fmt)
-        description = f"{model.name} x{model.scale}"
         label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
         stem = f"medsr-{record.id}-{label}-x{model.scale}"
-        if fmt != "dicom":
-            name = stem + OUTPUT_SUFFIXES[fmt]
-            write(output, out_dir / name, format=fmt, description=description, overwrite=True)
-            return name, fmt
-        source = image.source
-        single = not image.is_volume or (source is not None and source.frame_order is not None)
-        if single and record.kind == "dicom":
-            name = stem + ".dcm"
-            write(output, out_dir / name, format="dicom", description=description, overwrite=True)
-            flag_dicom([out_dir / name], ood or [])
-            return name, fmt
-        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-            series = Path(tmp) / "series"
-            files = write(output, series, format="dicom", description=description)
-            flag_dicom(files, ood or [])
+        out_dir = folder / "result"
+        options = UpscaleOptions(threads=self.threads, overwrite=True)
+        job = Job(folder / "upload", Path(stem), out_dir)
+        outcome = run(job, model, options, image=image, progress=progress)
+        if outcome.exception is not None:
+            raise outcome.exception
+        assert outcome.output is not None
+        if outcome.format == "dicom" and (outcome.output.is_dir() or record.kind != "dicom"):
             name = stem + ".zip"
             with zipfile.ZipFile(out_dir / name, "w", zipfile.ZIP_DEFLATED) as archive:
-                for path in sorted(files):
+                for path in sorted(outcome.written):
                     archive.write(path, f"{stem}/{path.name}")
-        return name, fmt
+            _remove(outcome.output)
+            outcome.output = out_dir / name
+        return outcome
 
 
 def _consistency_views(result: Any, image: Image) -> dict[str, Any]:
