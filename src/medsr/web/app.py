@@ -16,19 +16,23 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from medsr import __version__
 from medsr.io.image import Image
-from medsr.web.jobs import JobManager, JobRecord, ModelChoice
+from medsr.web.jobs import DEFAULT_SELFSUP_BUDGET, JobManager, JobRecord, ModelChoice
 from medsr.web.jobs_api import JobsInfo, jobs_router
 from medsr.web.limits import Limits
 from medsr.web.pages import STATIC, pages_router
 from medsr.web.security import SecurityPolicy, install_security, login_router
 from medsr.web.study_api import study_router
 from medsr.web.uploads import UploadReader
+
+if TYPE_CHECKING:
+    from medsr.infer.selfsup import SelfSupConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,9 @@ class ServeSettings:
     when it runs without a token, so that a page of another site cannot reach the app
     through DNS rebinding. ``deidentify``: apply
     the DICOM Basic Confidentiality Profile to DICOM uploads as they arrive, before anything
-    else reads them (``deid_key`` makes the UID mapping reproducible).
+    else reads them (``deid_key`` makes the UID mapping reproducible). ``selfsup``: the
+    training settings of self-supervised jobs (None: a time budget of
+    ``DEFAULT_SELFSUP_BUDGET`` seconds; ``threads`` bounds the CPU threads of every job).
     """
 
     data_dir: Path
@@ -61,6 +67,7 @@ class ServeSettings:
     study_dir: Path | None = None
     threads: int | None = None
     allowed_hosts: list[str] | None = None
+    selfsup: SelfSupConfig | None = None
 
 
 def default_models(extra: dict[str, str] | None = None) -> dict[str, ModelChoice]:
@@ -115,6 +122,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         retention_hours=settings.retention_hours,
         max_jobs=settings.max_jobs,
         threads=settings.threads,
+        selfsup=settings.selfsup,
     )
     study = None
     if settings.study_dir is not None:
@@ -164,7 +172,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
             uploads,
             models=models,
             default_model=default_model,
-            about=JobsInfo(retention_hours=settings.retention_hours, study=study is not None),
+            about=JobsInfo(
+                retention_hours=settings.retention_hours,
+                study=study is not None,
+                selfsup_budget_s=(
+                    DEFAULT_SELFSUP_BUDGET
+                    if settings.selfsup is None
+                    else settings.selfsup.time_limit
+                ),
+            ),
         )
     )
     app.include_router(study_router(study))

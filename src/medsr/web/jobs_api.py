@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +19,19 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medsr import __version__
-from medsr.errors import MedsrError
-from medsr.web.jobs import JobManager, JobRecord, ModelChoice, UnknownJobError
+from medsr.errors import ConfigError, MedsrError
+from medsr.web.jobs import METHODS, JobManager, JobRecord, ModelChoice, UnknownJobError
 from medsr.web.limits import UPLOAD_KINDS, UploadRejected
 from medsr.web.uploads import UploadReader, problem, read_status
 
 __all__ = ["JobsInfo", "ModelInfo", "ServerInfo", "jobs_router"]
 
-View = Literal["lr", "bicubic", "sr", "consistency", "difference"]
+View = Literal["lr", "bicubic", "sr", "consistency", "difference", "reference"]
 Plane = Literal["axial", "coronal", "sagittal"]
+Method = Literal["in-plane", "through-plane", "self-supervised"]
 
 
 class ModelInfo(BaseModel):
@@ -41,6 +43,8 @@ class ModelInfo(BaseModel):
 class ServerInfo(BaseModel):
     version: str
     models: list[ModelInfo]
+    methods: list[str]
+    selfsup_budget_s: float | None
     default_model: str
     upload_kinds: dict[str, str]
     max_upload_bytes: int
@@ -50,13 +54,25 @@ class ServerInfo(BaseModel):
     study: bool
 
 
+class RegionIn(BaseModel):
+    """A region drawn on one slice of the comparison view: a polygon (a rectangle is four
+    points) of (x, y) output pixels, x along the slice's columns and y along its rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    plane: Plane = "axial"
+    index: int = 0
+    points: list[tuple[float, float]]
+
+
 @dataclass(frozen=True)
 class JobsInfo:
     """What ``/api/info`` says besides the models and limits: the retention of finished
-    jobs (hours) and whether a reader study is served."""
+    jobs (hours), whether a reader study is served, and the time budget of a
+    self-supervised job (seconds; None: none)."""
 
     retention_hours: float = 24.0
     study: bool = False
+    selfsup_budget_s: float | None = None
 
 
 def _http(status: int, detail: str) -> HTTPException:
@@ -99,6 +115,8 @@ def jobs_router(
                 ModelInfo(name=m.name, scales=list(m.scales), trained=m.trained)
                 for m in models.values()
             ],
+            methods=list(METHODS),
+            selfsup_budget_s=about.selfsup_budget_s,
             default_model=default_model,
             upload_kinds=UPLOAD_KINDS,
             max_upload_bytes=limits.max_upload_bytes,
@@ -115,23 +133,46 @@ def jobs_router(
         ],
         model: Annotated[str | None, Form()] = None,
         scale: Annotated[int | None, Form()] = None,
+        method: Annotated[Method, Form()] = "in-plane",
     ) -> dict[str, Any]:
         """Upload an image and queue its upscaling; answers the job (poll ``/api/jobs/{id}``).
+
+        ``method``: ``in-plane`` (every slice grows by ``scale``), ``through-plane`` (the
+        slice axis of a volume grows by ``scale`` with the 2D ``model``) or
+        ``self-supervised`` (the slice axis grows to the in-plane spacing by a network
+        trained on the volume itself; ``model`` and ``scale`` are not used).
 
         The file is checked (type, size, pixels, zip members, NIfTI header) and read before
         the job is queued, so a bad file is refused here with a 4xx and a message.
         """
-        name = model or default_model
-        choice = models.get(name)
-        if choice is None:
-            raise _http(422, f"unknown model {name!r}; choose one of {', '.join(models)}")
-        s = scale if scale is not None else choice.scales[0]
-        if s not in choice.scales:
-            allowed = ", ".join(str(v) for v in choice.scales)
-            raise _http(422, f"{name} upscales by {allowed}, not {s}")
+        if method == "self-supervised":
+            name, s = "self-supervised", 1
+        else:
+            name = model or default_model
+            choice = models.get(name)
+            if choice is None:
+                raise _http(422, f"unknown model {name!r}; choose one of {', '.join(models)}")
+            s = scale if scale is not None else choice.scales[0]
+            if s not in choice.scales:
+                allowed = ", ".join(str(v) for v in choice.scales)
+                raise _http(422, f"{name} upscales by {allowed}, not {s}")
         job_id, folder = jobs.new_job_dir()
         try:
-            kind, image = uploads.accept(file.file, file.filename or "", folder / "upload", scale=s)
+            kind, image = uploads.accept(
+                file.file,
+                file.filename or "",
+                folder / "upload",
+                scale=s,
+                growth=None if method == "in-plane" else _growth(method, s),
+            )
+            if method == "self-supervised":
+                s = _selfsup_scale(image)
+            elif method == "through-plane" and not image.is_volume:
+                raise _http(
+                    422,
+                    f"through-plane SR needs a volume (slices); this image is 2D "
+                    f"{'x'.join(map(str, image.spatial_shape))}: choose in-plane",
+                )
         except UploadRejected as error:
             shutil.rmtree(folder, ignore_errors=True)
             raise _http(error.status, str(error)) from None
@@ -148,8 +189,49 @@ def jobs_router(
             scale=s,
             image=image,
             deidentified=uploads.deidentifies and kind.startswith("dicom"),
+            method=method,
         )
         return record.public()
+
+    @router.post("/api/jobs/{job_id}/reference")
+    def upload_reference(
+        job_id: str,
+        file: Annotated[UploadFile, File(description="the high-resolution reference image")],
+    ) -> dict[str, Any]:
+        """A high-resolution reference on the output grid of a finished job (same shape as
+        the SR output; 422 naming both shapes otherwise): answers PSNR and SSIM of SR and of
+        bicubic against it, and makes it the view ``reference``. Checked like an upload;
+        only its pixels are kept (``views/reference.npy``), never the file."""
+        record = job(job_id)
+        if record.status != "done":
+            raise _http(409, f"job {job_id} is not finished (status: {record.status})")
+        folder = jobs.job_dir(job_id)
+        try:
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                _, image = uploads.accept(file.file, file.filename or "", Path(tmp), scale=1)
+            return jobs.set_reference(job_id, image)
+        except UploadRejected as error:
+            raise _http(error.status, str(error)) from None
+        except UnknownJobError as error:
+            raise _http(404, str(error)) from None
+        except ConfigError as error:
+            raise _http(422, str(error)) from None
+        except MedsrError as error:
+            raise _http(read_status(error), problem(error)) from None
+
+    @router.post("/api/jobs/{job_id}/region")
+    def score_region(job_id: str, region: RegionIn) -> dict[str, Any]:
+        """PSNR and SSIM of SR and bicubic inside and outside a region drawn on one slice,
+        against the job's reference (422 without one)."""
+        job(job_id)
+        try:
+            return jobs.region_scores(
+                job_id, region.plane, region.index, [list(p) for p in region.points]
+            )
+        except UnknownJobError as error:
+            raise _http(404, str(error)) from None
+        except MedsrError as error:
+            raise _http(422, str(error)) from None
 
     @router.get("/api/jobs")
     def list_jobs() -> list[dict[str, Any]]:
@@ -241,6 +323,31 @@ def jobs_router(
         )
 
     return router
+
+
+def _growth(method: str, scale: int):
+    """How many times the pixels of ``image`` the result of ``method`` has (one axis grows
+    through-plane; self-supervised: up to the in-plane spacing)."""
+
+    def growth(image) -> float:
+        if method == "through-plane":
+            return float(scale)
+        return float(max(image.spacing) / max(min(image.spacing), 1e-9))
+
+    return growth
+
+
+def _selfsup_scale(image) -> int:
+    """The whole factor a self-supervised job grows the slice axis by (for the page; the
+    output reaches the in-plane spacing). 422 when the image cannot be done this way."""
+    from medsr.infer.selfsup import through_plane_axis
+
+    try:
+        axis = through_plane_axis(image)
+    except ConfigError as error:
+        raise _http(422, str(error)) from None
+    in_plane = [image.spacing[a] for a in range(3) if a != axis]
+    return max(2, round(image.spacing[axis] / (sum(in_plane) / 2)))
 
 
 def _media_type(path: Path) -> str:

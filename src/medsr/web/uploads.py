@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,12 +59,19 @@ class UploadReader:
         return self.deid_state is not None
 
     def accept(
-        self, source: BinaryIO, filename: str, upload: Path, *, scale: int
+        self,
+        source: BinaryIO,
+        filename: str,
+        upload: Path,
+        *,
+        scale: int,
+        growth: Callable[[Image], float] | None = None,
     ) -> tuple[str, Image]:
         """Store the upload read from ``source`` in the folder ``upload`` (``input.<ext>``,
-        or ``series/`` for a zipped series) and read it; returns (kind, image). ``scale``
-        checks the result's size against the output cap (1: no result is made from it,
-        e.g. a reference image)."""
+        or ``series/`` for a zipped series) and read it; returns (kind, image). The result's
+        size, the image's pixels times ``scale**2`` (in-plane SR) or ``growth(image)`` when
+        given (through-plane: the growth of one axis), is checked against the output cap
+        (``scale=1``: no result is made from it, e.g. a reference image)."""
         limits = self.limits
         if self.deid_state is None:
             raw = upload / "received"
@@ -85,7 +93,8 @@ class UploadReader:
                 f"the image has {bad} NaN or infinite values (of {image.array.size}); no model "
                 "can upscale them: replace them with numbers and upload it again",
             )
-        pixels = int(np.prod(image.spatial_shape)) * scale * scale
+        factor = scale * scale if growth is None else growth(image)
+        pixels = int(np.prod(image.spatial_shape) * factor)
         if pixels > limits.max_output_pixels:
             raise UploadRejected(
                 413,
