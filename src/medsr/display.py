@@ -8,12 +8,13 @@ MR presets. MR intensities have no physical unit (they depend on the scanner, th
 the sequence), so a fixed centre/width like CT's is meaningless across scanners: vendors ship
 absolute MR presets for their own scale (e.g. T1 300/700, T2 155/475) and, besides those,
 *dynamic* presets computed from the image's histogram. :data:`MR_PRESETS` are dynamic ones:
-percentiles of the image's *foreground* (the voxels above an Otsu threshold, so that the air
-around the body, often half the volume, does not pull the window down):
+percentiles of the image's *foreground* (the voxels above the robust threshold of FSL's brain
+extraction tool, ``p2 + 0.1 (p98 - p2)``, so that the air around the body, often half the
+volume, does not pull the window down, while dark tissue still counts):
 
-* ``brain``: 1st-99.5th: the brain's grey/white contrast over most of the grey range, a few
-  bright vessels and fat clipped;
-* ``spine``: 0.5th-99.9th: wider, so that bright CSF and fat (T2) and marrow keep detail;
+* ``brain``: 1st-98th: the brain's grey/white contrast over most of the grey range; bright
+  vessels, enhancement and fat (the top 2 %) saturate;
+* ``spine``: 0.5th-99.5th: wider, so that bright CSF and fat (T2) and marrow keep detail;
 * ``soft-tissue``: 5th-95th: narrower, for contrast within muscle and organs.
 """
 
@@ -31,8 +32,8 @@ Window = tuple[float, float]
 """``(low, high)`` in the image's units: ``low`` shows black, ``high`` white."""
 
 MR_PRESETS: dict[str, tuple[float, float]] = {
-    "brain": (1.0, 99.5),
-    "spine": (0.5, 99.9),
+    "brain": (1.0, 98.0),
+    "spine": (0.5, 99.5),
     "soft-tissue": (5.0, 95.0),
 }
 """MR preset name -> (low, high) percentiles of the foreground (see the module docstring)."""
@@ -64,23 +65,6 @@ def to_uint8(array: np.ndarray, *, window: Window) -> np.ndarray:
     return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
 
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of ``values`` (1-D, finite): the split maximising the between-class
-    variance of a ``bins``-bin histogram."""
-    hist, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(hist).astype(np.float64)
-    total = weight[-1]
-    mass = np.cumsum(hist * centres)
-    w0, w1 = weight[:-1], total - weight[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu0 = mass[:-1] / w0
-        mu1 = (mass[-1] - mass[:-1]) / w1
-        between = w0 * w1 * (mu0 - mu1) ** 2
-    between = np.nan_to_num(between, nan=-1.0)
-    return float(edges[1 + int(np.argmax(between))])
-
-
 def _sample(array: np.ndarray) -> np.ndarray:
     values = np.asarray(array, dtype=np.float32).ravel()
     if values.size > _SAMPLE:
@@ -89,11 +73,14 @@ def _sample(array: np.ndarray) -> np.ndarray:
 
 
 def foreground_mask(values: np.ndarray) -> np.ndarray:
-    """The voxels of ``values`` (1-D, finite) above Otsu's threshold; all of them when that
-    leaves fewer than 1% (an image without background)."""
+    """The voxels of ``values`` (1-D, finite) above BET's robust threshold
+    ``p2 + 0.1 * (p98 - p2)`` (Smith, Hum. Brain Mapp. 2002): low enough to keep dark tissue,
+    high enough to drop the air around the body; all of them when that leaves fewer than 1%
+    (an image without background)."""
     if values.size == 0 or values.min() == values.max():
         return np.ones(values.shape, bool)
-    mask = values > _otsu(values)
+    p2, p98 = np.percentile(values, [2, 98])
+    mask = values > p2 + 0.1 * (p98 - p2)
     return mask if mask.sum() >= 0.01 * values.size else np.ones(values.shape, bool)
 
 
