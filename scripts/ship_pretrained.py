@@ -150,7 +150,9 @@ def ood_section(meta: dict) -> list[str]:
         "unusual intensity distribution after normalisation (more than 5 % of the pixels "
         "beyond the window, or almost no contrast). A warning means the output is less "
         "trustworthy than the validation numbers above suggest; no warning does not make it "
-        "safe. See docs/inference.md, 'Out-of-distribution warnings'.",
+        "safe. The web app (`medsr serve`) shows the same warnings, in words, in a framed box "
+        "under the result's facts, for in-plane and through-plane jobs. See "
+        "docs/inference.md, 'Out-of-distribution warnings'.",
         "",
     ]
 
@@ -281,8 +283,18 @@ def card(
         "## Intended use",
         "",
         "Upscaling grey medical images (MRI slices, CT slices, radiographs) for viewing, "
-        "research and as a pre-processing step, with `medsr upscale`, which reports the "
-        "fidelity check (downsampling the output should give back the input).",
+        "research and as a pre-processing step, with `medsr upscale` or the web app "
+        "(`medsr serve`), which report the fidelity check (downsampling the output should "
+        "give back the input). Through-plane use on thick-slice volumes "
+        "(`--axis through-plane`, the web app's *through-plane* method) runs this 2D model on "
+        "the planes through the slice axis: it was trained on in-plane slices with an "
+        "in-plane degradation, not on real slice profiles, so through-plane outputs are "
+        "further from its validation conditions than in-plane ones; compare with the bicubic "
+        "baseline, look at the consistency map, and prefer `--self-supervised` (which learns "
+        "the volume's own slice profile) when the slices are much thicker than the pixels. "
+        "In the web app, PSNR/SSIM against an uploaded high-resolution reference (over the "
+        "output or a drawn region) measure closeness to that reference, not diagnostic "
+        "quality.",
         "",
         *ood_section(meta),
         "## Limitations",

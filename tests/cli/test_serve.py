@@ -67,3 +67,13 @@ def test_bad_models_and_study(tmp_path, capsys):
     assert "not offered" in capsys.readouterr().err
     assert main(["serve", "--study", str(tmp_path)]) == 2
     assert "not a reader study" in capsys.readouterr().err
+
+
+def test_selfsup_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MEDSR_TOKEN", raising=False)
+    settings = settings_from_args(_args("--data-dir", str(tmp_path)))
+    assert settings.selfsup.time_limit == 120.0  # 2 minutes by default
+    settings = settings_from_args(_args("--data-dir", str(tmp_path), "--selfsup-budget", "0.5"))
+    assert settings.selfsup.time_limit == 30.0
+    assert main(["serve", "--data-dir", str(tmp_path), "--selfsup-budget", "0"]) == 2
+    assert "--selfsup-budget must be a positive number of minutes" in capsys.readouterr().err

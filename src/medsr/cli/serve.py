@@ -57,6 +57,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="jobs run at once (default 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per job")
     p.add_argument(
+        "--selfsup-budget",
+        type=float,
+        default=2.0,
+        metavar="MINUTES",
+        help="training time of one self-supervised job (default 2 minutes; with --threads "
+        "this bounds the CPU a web user can take)",
+    )
+    p.add_argument(
         "--model",
         action="append",
         default=[],
@@ -143,6 +151,7 @@ def settings_from_args(args: argparse.Namespace):
         default_model=args.default_model,
         study_dir=args.study,
         threads=args.threads,
+        selfsup=_selfsup_config(args.selfsup_budget),
         # Without a token the app trusts loopback only: refuse other Host names, so that
         # a web page cannot reach it by pointing a domain of its own at 127.0.0.1.
         allowed_hosts=None if token is not None else list(LOOPBACK_NAMES),
@@ -169,3 +178,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"reader study at {where}study (readers log in with their own tokens)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _selfsup_config(minutes: float):
+    """The training settings of self-supervised web jobs: a time budget of ``minutes``."""
+    import math
+
+    from medsr.infer.selfsup import SelfSupConfig
+
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"--selfsup-budget must be a positive number of minutes, got {minutes:g}")
+    return SelfSupConfig(budget=60.0 * minutes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 import shutil
 import sqlite3
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from medsr import __version__
+from medsr.display import Window, to_uint8
+from medsr.display import check_window as _check_window
 from medsr.errors import ConfigError, FileError
 from medsr.study.design import (
     check_mode,
@@ -32,18 +33,7 @@ from medsr.study.store import DB_NAME, IMAGES_DIR, Store, Study, initialise, ins
 
 log = logging.getLogger(__name__)
 
-Window = tuple[float, float]
 DEFAULT_PERCENTILES: Window = (0.5, 99.5)
-
-
-def _check_window(window: object, where: str) -> Window:
-    try:
-        low, high = (float(v) for v in window)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: a window is (low, high), got {window!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ConfigError(f"{where}: window needs finite low < high, got ({low}, {high})")
-    return low, high
 
 
 def _check_image(array: object, where: str) -> np.ndarray:
@@ -85,18 +75,6 @@ def auto_window(array: np.ndarray, *, percentiles: Window = DEFAULT_PERCENTILES)
     if not high > low:
         return low - 0.5, low + 0.5
     return low, high
-
-
-def to_uint8(array: np.ndarray, *, window: Window) -> np.ndarray:
-    """Map ``array`` (H, W) linearly so that ``window`` spans 0..255, clipping outside it.
-
-    NaN pixels become 0 (black).
-    """
-    low, high = _check_window(window, "to_uint8")
-    values = np.asarray(array, dtype=np.float64)
-    scaled = (values - low) * (255.0 / (high - low))
-    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
 
 def render_png(array: np.ndarray, *, window: Window) -> bytes:

@@ -10,6 +10,7 @@ Layout under the data directory::
       views/sr.npy        the model's output
       views/consistency.npy  |degrade(SR) - LR| on the output grid (medsr.infer.safety)
       views/difference.npy   SR - bicubic
+      views/reference.npy    a high-resolution reference uploaded later (optional)
       result/             the output in the input's format (a DICOM series is zipped)
 
 The upload folder is deleted as soon as a job ends (done or failed). Finished jobs are
@@ -42,23 +43,40 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medsr.display import mr_windows
 from medsr.errors import ConfigError, MedsrError
 from medsr.io.image import Image
 
 if TYPE_CHECKING:
-    from medsr.infer.pipeline import Outcome
+    from medsr.infer.model_source import SRModel
+    from medsr.infer.pipeline import Outcome, SelfSupervised, UpscaleOptions
+    from medsr.infer.selfsup import SelfSupConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLANES", "VIEWS", "JobManager", "JobRecord", "ModelChoice", "UnknownJobError"]
+__all__ = [
+    "METHODS",
+    "PLANES",
+    "VIEWS",
+    "JobManager",
+    "JobRecord",
+    "ModelChoice",
+    "UnknownJobError",
+]
 
-VIEWS = ("lr", "bicubic", "sr", "consistency", "difference")
+VIEWS = ("lr", "bicubic", "sr", "consistency", "difference", "reference")
 MAP_VIEWS = ("consistency", "difference")
 """Views that are maps (medsr.infer.safety, on the output grid, grey even for a colour
 image): |degrade(SR) - LR| and SR - bicubic, in physical units."""
 PLANES = ("axial", "coronal", "sagittal")
 """Volume planes by the array axis they cut: 0 (Z), 1 (Y), 2 (X). Named as for an axial
 acquisition; for another one they are simply the three array axes."""
+METHODS = ("in-plane", "through-plane", "self-supervised")
+"""What a job does: every slice grows in-plane by the model's scale; the slice axis (the
+coarsest one of a volume) grows through-plane, the 2D model running on the planes that
+contain it (``medsr.infer.upscale_image(axis="through-plane")``); or the slice axis grows
+by a network trained on the volume's own in-plane slices
+(``medsr.infer.selfsup.self_supervised_upscale``, to the in-plane spacing)."""
 STATUSES = ("queued", "running", "done", "failed")
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
 
@@ -112,6 +130,18 @@ class JobRecord:
     seconds: float | None = None
     result_file: str | None = None
     output_format: str | None = None
+    method: str = "in-plane"  # one of METHODS
+    # what progress_done/progress_total count ("tiles", "steps", "planes"); the fraction of
+    # the stage done when the total is not known in advance (training under a time budget)
+    progress_unit: str = "tiles"
+    progress_fraction: float | None = None
+    seconds_left: float | None = None
+    # self-supervised: acquisition, steps, why training stopped, held-out PSNR, timings
+    selfsup: dict[str, Any] | None = None
+    # MR window presets for this image (medsr.display.mr_windows; display only)
+    mr_windows: dict[str, list[float]] = field(default_factory=dict)
+    # PSNR/SSIM of SR and bicubic against an uploaded reference (medsr.web.reference)
+    reference: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -157,7 +187,10 @@ class JobManager:
         retention_hours: float = 24.0,
         max_jobs: int = 200,
         threads: int | None = None,
+        selfsup: SelfSupConfig | None = None,
     ) -> None:
+        """``selfsup``: the training settings of self-supervised jobs (its ``budget`` bounds
+        the CPU time one job trains; default: 120 s)."""
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         if not retention_hours > 0:
@@ -170,6 +203,7 @@ class JobManager:
         self.retention_s = retention_hours * 3600.0
         self.max_jobs = max_jobs
         self.threads = threads
+        self.selfsup = selfsup
         self._records: dict[str, JobRecord] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -247,13 +281,21 @@ class JobManager:
         scale: int,
         image: Image | None = None,
         deidentified: bool = False,
+        method: str = "in-plane",
     ) -> JobRecord:
         """Queue the job whose upload is in ``job_dir(job_id)/upload``. ``image`` is the upload
-        already read (saves reading it again)."""
+        already read (saves reading it again); ``method`` one of :data:`METHODS`."""
         if not _JOB_ID.fullmatch(job_id) or not (self.root / job_id / "upload").is_dir():
             raise UnknownJobError(f"no upload for job {job_id!r}")
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         record = JobRecord(
-            id=job_id, kind=kind, model=model, scale=scale, deidentified=deidentified
+            id=job_id,
+            kind=kind,
+            model=model,
+            scale=scale,
+            deidentified=deidentified,
+            method=method,
         )
         if image is not None:
             self._describe_input(record, image)
@@ -305,6 +347,10 @@ class JobManager:
             raise ConfigError(f"unknown plane {plane!r}; choose one of {', '.join(PLANES)}")
         if record.status != "done":
             raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
+        if view == "reference" and record.reference is None:
+            raise UnknownJobError(f"job {job_id} has no reference (upload one first)")
+        if view in MAP_VIEWS and record.consistency is None:
+            raise UnknownJobError(f"job {job_id} has no {view} map")
         array = np.load(self.root / job_id / "views" / f"{view}.npy", mmap_mode="r")
         spatial = array.ndim - (1 if record.color and view not in MAP_VIEWS else 0)
         if spatial == 2:
@@ -382,7 +428,7 @@ class JobManager:
             if job_id is None:
                 return
             try:
-                self._run(job_id)
+                self._run_job(job_id)
             except Exception:  # a bug: keep the worker alive, fail the job visibly
                 log.exception("job %s failed unexpectedly", job_id)
                 self._fail(job_id, "an unexpected error happened (a bug in medsr; see the log)")
@@ -475,6 +521,205 @@ class JobManager:
             return
         shutil.rmtree(folder / "upload", ignore_errors=True)
 
+    # -------------------------------------------------------------- volume jobs
+    def _run_job(self, job_id: str) -> None:
+        """Run a job by its method: in-plane (:meth:`_run`) or a volume method
+        (:meth:`_run_volume`)."""
+        with self._lock:
+            record = self._records.get(job_id)
+        if record is not None and record.method != "in-plane":
+            self._run_volume(job_id)
+        else:
+            self._run(job_id)
+
+    def _run_volume(self, job_id: str) -> None:
+        """A through-plane or self-supervised job: the slice axis of a volume grows. The
+        views and the result are stored as for an in-plane job, so the comparison view and
+        the downloads work alike."""
+        with self._lock:
+            record = self._records.get(job_id)
+            image = self._memory.pop(job_id, None)
+        if record is None:  # removed while queued
+            return
+        folder = self.root / job_id
+        start = time.perf_counter()
+        self._update(record, status="running", stage="reading", started_at=time.time())
+        try:
+            if image is None:
+                image = self.read_upload(folder / "upload", record)
+                self._describe_input(record, image)
+            if record.method == "self-supervised":
+                made = self._self_supervised(record, image)
+            else:
+                made = self._through_plane(record, image)
+            self._update(record, stage="writing the views", progress_fraction=None)
+            views = folder / "views"
+            views.mkdir(exist_ok=True)
+            arrays = {"lr": image.array, "bicubic": made.baseline, "sr": made.image.array}
+            if made.consistency is not None:
+                arrays.update(made.consistency.pop("arrays"))
+            for name, array in arrays.items():
+                np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
+            fidelity = made.fidelity_psnr
+            self._update(
+                record,
+                status="done",
+                stage="done",
+                finished_at=time.time(),
+                seconds=round(time.perf_counter() - start, 3),
+                fidelity_psnr=None if fidelity is None else float(fidelity),
+                warnings=[w.text for w in made.warnings],
+                consistency=made.consistency,
+                output_shape=list(made.image.array.shape),
+                output_spacing=[round(s, 6) for s in made.image.spacing],
+                result_file=made.outcome.output.name,
+                output_format=made.outcome.format,
+                progress_done=record.progress_total,
+                progress_fraction=None,
+                seconds_left=None,
+            )
+            log.info("job %s (%s) done in %.1f s", job_id, record.method, record.seconds)
+        except MedsrError as error:
+            self._fail(job_id, _message(error))
+            return
+        shutil.rmtree(folder / "upload", ignore_errors=True)
+
+    def _through_plane(self, record: JobRecord, image: Image) -> _Made:
+        """The job's 2D model on the planes through the slice axis
+        (``upscale_image(axis="through-plane")``), bicubic the same way, consistency maps
+        and out-of-distribution checks as for in-plane jobs."""
+        from medsr.infer.pipeline import UpscaleOptions, upscale
+
+        model = self._model(record.model, record.scale)
+        options = UpscaleOptions(axis="through-plane", threads=self.threads, overwrite=True)
+
+        def progress(done: int, total: int) -> None:
+            self._update(record, save=False, progress_done=done, progress_total=total)
+
+        self._update(
+            record,
+            stage=f"upscaling through-plane with {record.model} x{record.scale}",
+            progress_unit="tiles",
+        )
+        outcome = self._write_result(self.root / record.id, record, image, model, progress, options)
+        result = outcome.result
+        self._update(record, stage="bicubic baseline")
+        baseline = upscale(image, self._model("bicubic", record.scale), options)
+        self._update(record, stage="consistency map")
+        consistency = _consistency_views(result, image)
+        return _Made(
+            image=result.image,
+            baseline=baseline.image.array,
+            fidelity_psnr=result.fidelity_psnr,
+            consistency=consistency,
+            warnings=outcome.warnings,
+            outcome=outcome,
+        )
+
+    def _self_supervised(self, record: JobRecord, image: Image) -> _Made:
+        """Train on the volume's own in-plane slices and super-resolve its slice axis to the
+        in-plane spacing (``self_supervised_upscale``), under this manager's training
+        settings (time budget) and threads; reports training steps, then planes applied.
+        The baseline is cubic interpolation onto the same grid. No consistency maps (the
+        fidelity PSNR checks the output against the input with the acquisition model) and no
+        out-of-distribution check (the network learned from this very image)."""
+        from medsr.infer.pipeline import SelfSupervised, UpscaleOptions
+        from medsr.infer.selfsup import SelfSupConfig, SelfSupProgress
+
+        config = self.selfsup or SelfSupConfig(budget=DEFAULT_SELFSUP_BUDGET)
+
+        def progress(status: SelfSupProgress) -> None:
+            training = status.stage == "train"
+            if training:
+                stage = f"training on the volume's own slices: step {status.done}"
+                if status.heldout_psnr is not None:
+                    stage += f", held-out PSNR {status.heldout_psnr:.2f} dB"
+                if status.ending:
+                    stage += f" (ending: {status.ending})"
+            else:
+                stage = "applying the trained network to the volume"
+            self._update(
+                record,
+                save=False,
+                stage=stage,
+                progress_unit="steps" if training else "planes",
+                progress_done=status.done,
+                progress_total=status.total or 0,
+                progress_fraction=round(float(status.fraction), 4),
+                seconds_left=None if status.seconds_left is None else round(status.seconds_left),
+            )
+
+        self._update(record, stage="training on the volume's own slices", progress_unit="steps")
+        options = UpscaleOptions(axis="through-plane", threads=self.threads, overwrite=True)
+        outcome = self._write_result(
+            self.root / record.id, record, image, SelfSupervised(config=config), progress, options
+        )
+        result = outcome.result
+        steps_out = result.image.array.shape[result.axis]
+        scale = max(1, round(steps_out / image.array.shape[result.axis]))
+        self._update(record, stage="cubic baseline", model="self-supervised", scale=scale)
+        baseline = _cubic_along(image.array, result.axis, steps_out)
+        summary = result.summary()
+        self._update(
+            record,
+            selfsup={
+                key: summary[key]
+                for key in ("axis", "acquisition", "steps", "stop_reason", "heldout_psnr")
+            }
+            | {"timings": {k: round(v, 2) for k, v in result.timings.items()}},
+        )
+        fidelity = result.fidelity_psnr
+        return _Made(
+            image=result.image,
+            baseline=baseline,
+            fidelity_psnr=None if math.isinf(fidelity) else fidelity,
+            consistency=None,
+            warnings=[],
+            outcome=outcome,
+        )
+
+    # -------------------------------------------------------------- reference and regions
+    def set_reference(self, job_id: str, image: Image) -> dict[str, Any]:
+        """Keep ``image`` as the high-resolution reference of a finished job and score SR and
+        bicubic against it (:mod:`medsr.web.reference`); returns the job's ``reference``.
+        :class:`ConfigError` when it is not on the output grid (both shapes named)."""
+        from medsr.web.reference import check_reference, data_range, scores
+
+        record = self.get(job_id)
+        if record.status != "done":
+            raise UnknownJobError(f"job {job_id} has no result yet (status: {record.status})")
+        check_reference(image.array, record.output_shape, record.color or image.color)
+        reference = np.ascontiguousarray(image.array, dtype=np.float32)
+        width = data_range(reference)
+        views = self.root / job_id / "views"
+        summary: dict[str, Any] = {
+            "shape": list(reference.shape),
+            "data_range": width,
+            "metrics": {
+                name: scores(np.load(views / f"{name}.npy", mmap_mode="r"), reference, width)
+                for name in ("sr", "bicubic")
+            },
+        }
+        np.save(views / "reference.npy", reference)
+        self._update(record, reference=summary)
+        return summary
+
+    def region_scores(
+        self, job_id: str, plane: str, index: int, points: list[list[float]]
+    ) -> dict[str, Any]:
+        """PSNR/SSIM of SR and bicubic inside and outside the polygon ``points`` ((x, y) in
+        output pixels of the slice ``index`` of ``plane``) against the reference."""
+        from medsr.web.reference import polygon_mask, region_scores
+
+        record = self.get(job_id)
+        if record.reference is None:
+            raise ConfigError("upload a high-resolution reference before scoring a region")
+        reference = self.view_slice(job_id, "reference", index, plane)
+        mask = polygon_mask(reference.shape, points)
+        views = {name: self.view_slice(job_id, name, index, plane) for name in ("sr", "bicubic")}
+        scored = region_scores(views, reference, mask, record.reference["data_range"])
+        return {"plane": plane, "index": index, **scored}
+
     def _describe_input(self, record: JobRecord, image: Image) -> None:
         record.modality = image.modality
         record.color = image.color
@@ -484,24 +729,30 @@ class JobManager:
         record.window = list(default_window(image))
         finite = image.array[np.isfinite(image.array)]
         record.value_range = [float(finite.min()), float(finite.max())] if finite.size else [0, 1]
+        record.mr_windows = {} if image.color else mr_windows(image.array)
 
     def _write_result(
         self,
         folder: Path,
         record: JobRecord,
         image: Image,
-        model: Any,
-        progress: Callable[[int, int], None],
+        model: SRModel | SelfSupervised,
+        progress: Callable[..., None],
+        options: UpscaleOptions | None = None,
     ) -> Outcome:
-        """Upscale and write the result in the input's format (:func:`medsr.infer.pipeline.run`);
-        a DICOM series (and any DICOM from a zip upload) is zipped. Raises the pipeline's
-        error (an unexpected one to the worker, which logs it)."""
-        from medsr.infer.pipeline import Job, UpscaleOptions, run
+        """Super-resolve with ``model`` (a trained model, or the self-supervised method) and
+        write the result in the input's format (:func:`medsr.infer.pipeline.run`; ``options``
+        default: in-plane); a DICOM series (and any DICOM from a zip upload) is zipped. Raises
+        the pipeline's error (an unexpected one to the worker, which logs it)."""
+        from medsr.infer.pipeline import Job, SelfSupervised, UpscaleOptions, run
 
-        label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
-        stem = f"medsr-{record.id}-{label}-x{model.scale}"
+        if isinstance(model, SelfSupervised):
+            stem = f"medsr-{record.id}-self-supervised"
+        else:
+            label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
+            stem = f"medsr-{record.id}-{label}-x{model.scale}"
         out_dir = folder / "result"
-        options = UpscaleOptions(threads=self.threads, overwrite=True)
+        options = options or UpscaleOptions(threads=self.threads, overwrite=True)
         job = Job(folder / "upload", Path(stem), out_dir)
         outcome = run(job, model, options, image=image, progress=progress)
         if outcome.exception is not None:
@@ -515,6 +766,40 @@ class JobManager:
             _remove(outcome.output)
             outcome.output = out_dir / name
         return outcome
+
+
+DEFAULT_SELFSUP_BUDGET = 120.0
+"""Seconds a self-supervised web job trains at most (``medsr serve --selfsup-budget``): the
+CPU is shared with the other jobs and the page waits; the library's own default is longer."""
+
+
+@dataclass
+class _Made:
+    """What a volume method made: the SR image, the baseline on the same grid, the fidelity
+    PSNR (dB; None: exact), the consistency summary with its map arrays (or None), the
+    out-of-distribution warnings and the pipeline's outcome (what was written)."""
+
+    image: Image
+    baseline: np.ndarray
+    fidelity_psnr: float | None
+    consistency: dict[str, Any] | None
+    warnings: list
+    outcome: Outcome
+
+
+def _cubic_along(array: np.ndarray, axis: int, samples: int) -> np.ndarray:
+    """``array`` resampled along ``axis`` to ``samples`` samples by cubic interpolation,
+    edges aligned (the :meth:`Image.regrid` grid; as self-supervised SR's output)."""
+    import torch
+
+    from medsr.infer.selfsup import cubic_matrix
+
+    n = array.shape[axis]
+    positions = (torch.arange(samples, dtype=torch.float64) + 0.5) * n / samples - 0.5
+    weights = cubic_matrix(n, positions).numpy().astype(np.float32)
+    moved = np.moveaxis(np.asarray(array, np.float32), axis, 0)
+    out = np.tensordot(weights, moved, axes=1)
+    return np.ascontiguousarray(np.moveaxis(out, 0, axis), dtype=np.float32)
 
 
 def _consistency_views(result: Any, image: Image) -> dict[str, Any]:

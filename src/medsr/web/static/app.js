@@ -7,6 +7,7 @@ const VIEW_LABELS = {
   sr: "SR",
   consistency: "consistency |degrade(SR) − LR|",
   difference: "SR − bicubic",
+  reference: "reference (high resolution)",
 };
 // Maps (medsr.infer.safety): drawn with their own window and a colour scale, never with the
 // image window; jobs finished before they existed have none.
@@ -14,7 +15,14 @@ const MAP_VIEWS = ["consistency", "difference"];
 
 function jobViews() {
   const maps = state.job && state.job.consistency;
-  return Object.keys(VIEW_LABELS).filter((v) => maps || !MAP_VIEWS.includes(v));
+  const reference = state.job && state.job.reference;
+  return Object.keys(VIEW_LABELS).filter(
+    (v) => (maps || !MAP_VIEWS.includes(v)) && (reference || v !== "reference")
+  );
+}
+
+function modelLabel(job) {
+  return job.method === "self-supervised" ? `self-supervised x${job.scale}` : `${job.model} x${job.scale}`;
 }
 
 const state = {
@@ -32,6 +40,10 @@ const state = {
   mode: "split",
   left: "bicubic",
   right: "sr",
+  tool: null, // "rect" or "lasso" while drawing a region
+  drawing: null, // the region being drawn: {points} in image space
+  region: null, // {plane, slice, points}: points (x, y) in image space (see toImage)
+  regionScores: null,
 };
 
 // ----------------------------------------------------------------- setup
@@ -52,6 +64,8 @@ async function init() {
   model.value = info.default_model;
   model.addEventListener("change", fillScales);
   fillScales();
+  $("method").addEventListener("change", methodChanged);
+  methodChanged();
   $("accepted").textContent =
     "Accepted: " + Object.values(info.upload_kinds).join(", ") +
     `. At most ${formatBytes(info.max_upload_bytes)} and ` +
@@ -102,7 +116,8 @@ async function listJobs() {
     row.insertCell().textContent = when.toLocaleString();
     row.insertCell().textContent =
       `${KIND_LABELS[job.kind] || job.kind} ${job.input_shape.join("×")}`;
-    row.insertCell().textContent = `${job.model} x${job.scale}`;
+    row.insertCell().textContent =
+      modelLabel(job) + (job.method && job.method !== "in-plane" ? " (through-plane)" : "");
     row.insertCell().textContent = job.status === "failed" ? "failed: " + job.error : job.status;
     const link = document.createElement("a");
     link.href = "#job=" + job.id;
@@ -118,6 +133,23 @@ function formatBytes(n) {
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toPrecision(3)} MiB`;
   if (n >= 2 ** 10) return `${(n / 2 ** 10).toPrecision(3)} KiB`;
   return `${n} bytes`;
+}
+
+function methodChanged() {
+  const method = $("method").value;
+  const selfsup = method === "self-supervised";
+  $("model").disabled = selfsup;
+  $("scale").disabled = selfsup;
+  const budget = state.info.selfsup_budget_s;
+  $("method-hint").textContent = {
+    "in-plane": "Every slice (or the image) grows by the scale.",
+    "through-plane":
+      "Volumes: the slice axis grows by the scale; the 2D model runs on the planes through it.",
+    "self-supervised":
+      "Volumes with thick slices: a network is trained on this volume's own in-plane slices" +
+      (budget ? ` (at most ${Math.round(budget / 6) / 10} min)` : "") +
+      ", then the slice axis is super-resolved to the in-plane spacing. Model and scale are not used.",
+  }[method];
 }
 
 function fillScales() {
@@ -144,6 +176,7 @@ async function upload(event) {
   form.append("file", file, file.name);
   form.append("model", $("model").value);
   form.append("scale", $("scale").value);
+  form.append("method", $("method").value);
   $("submit").disabled = true;
   $("progress-box").hidden = false;
   $("stage").textContent = "uploading…";
@@ -173,18 +206,25 @@ async function follow(id) {
       return;
     }
     const bar = $("progress");
-    if (job.progress_total > 0) {
+    if (job.progress_fraction !== null && job.progress_fraction !== undefined) {
+      bar.max = 1; // self-supervised training under a time budget: the fraction estimated
+      bar.value = job.progress_fraction;
+    } else if (job.progress_total > 0) {
       bar.max = job.progress_total;
       bar.value = job.progress_done;
     } else {
       bar.removeAttribute("value");
     }
+    $("progress-box").dataset.unit = job.progress_unit || "tiles";
     let text = job.stage;
     if (job.status === "queued" && job.queue_position > 0) {
       text += ` (${job.queue_position} job(s) ahead)`;
     }
     if (job.progress_total > 0 && job.status === "running") {
-      text += ` — ${job.progress_done}/${job.progress_total} tiles`;
+      text += ` — ${job.progress_done}/${job.progress_total} ${job.progress_unit || "tiles"}`;
+    }
+    if (job.seconds_left !== null && job.seconds_left !== undefined && job.status === "running") {
+      text += ` — about ${Math.max(0, Math.round(job.seconds_left))} s left`;
     }
     $("stage").textContent = text;
     if (job.status === "failed") {
@@ -213,16 +253,28 @@ async function showJob(job) {
   $("preset").value = "auto";
   resetSlider();
   $("slice-bar").hidden = job.slices <= 1;
-  $("sr-caption").textContent = `SR (${job.model} x${job.scale})`;
+  $("sr-caption").textContent = `SR (${modelLabel(job)})`;
+  const mr = job.mr_windows && Object.keys(job.mr_windows).length > 0 && job.modality !== "CT";
+  $("mr-presets").hidden = !mr;
+  for (const option of $("mr-presets").querySelectorAll("option")) option.disabled = !mr;
+  state.region = null;
+  state.drawing = null;
+  state.regionScores = null;
+  setTool(null);
+  $("reference-file").value = "";
   $("viewer-panel").hidden = false;
   $("download-native").href = job.downloads.native;
   const fidelity = job.fidelity_psnr === null ? "∞" : job.fidelity_psnr.toFixed(1);
   $("facts").textContent =
     `${job.modality} · input ${job.input_shape.join("×")} (${job.input_spacing.join("×")} mm)` +
     ` → output ${job.output_shape.join("×")} (${job.output_spacing.join("×")} mm)` +
-    ` · ${job.model} x${job.scale} in ${job.seconds.toFixed(1)} s` +
+    ` · ${modelLabel(job)}` +
+    (job.method && job.method !== "in-plane" ? " through-plane" : "") +
+    ` in ${job.seconds.toFixed(1)} s` +
     ` · fidelity ${fidelity} dB` +
+    selfsupFacts(job) +
     (job.deidentified ? " · de-identified on arrival" : "");
+  renderMetrics();
   // out-of-distribution warnings (medsr.infer.ood), in words
   const summary = job.consistency;
   $("consistency-facts").hidden = !summary;
@@ -244,9 +296,7 @@ async function showJob(job) {
       `consistency |degrade(SR) − LR| (black 0, white ${top} ${summary.units})`;
   }
   $("side-view").classList.toggle("with-map", Boolean(summary));
-  for (const id of ["left-view", "right-view"]) {
-    for (const option of $(id).options) option.hidden = !summary && MAP_VIEWS.includes(option.value);
-  }
+  updateViewOptions();
   const warnings = job.warnings || [];
   $("ood").hidden = warnings.length === 0;
   $("ood").textContent = warnings.map((w) => `Warning: ${w}`).join("\n");
@@ -323,6 +373,7 @@ async function loadSlice() {
   }
   $("slice-label").textContent = `${state.slice + 1} / ${sliceCount("sr")}`;
   renderAll();
+  if (state.region && state.job.reference) scoreRegion();
 }
 
 function renderPixels(view) {
@@ -424,7 +475,8 @@ function draw() {
     $("divider").style.left = `${x}px`;
     $("tag-left").textContent = VIEW_LABELS[state.left];
     $("tag-right").textContent =
-      state.right === "sr" ? `SR (${state.job.model} x${state.job.scale})` : VIEW_LABELS[state.right];
+      state.right === "sr" ? `SR (${modelLabel(state.job)})` : VIEW_LABELS[state.right];
+    drawRegion(ctx);
   } else {
     for (const canvas of document.querySelectorAll("#side-view canvas")) {
       if (!state.canvases.has(canvas.dataset.view)) continue; // a job without maps
@@ -433,6 +485,7 @@ function draw() {
       ctx.fillStyle = "#000";
       ctx.fillRect(0, 0, width, height);
       drawView(ctx, canvas.dataset.view, width, height);
+      drawRegion(ctx);
     }
   }
   const viewer = $("viewer");
@@ -479,6 +532,11 @@ function applyPreset() {
   if (value === "auto") setWindow(job.window[0], job.window[1]);
   else if (value === "custom") return;
   else if (value === "full") setWindow(job.value_range[0], job.value_range[1] + 1e-6);
+  else if (value.startsWith("mr:")) {
+    // MR presets: percentiles of this image's foreground (medsr.display), display only
+    const window = job.mr_windows[value.slice(3)];
+    if (window) setWindow(window[0], window[1]);
+  }
   else {
     const [c, w] = value.split(",").map(Number);
     setWindow(c - w / 2, c + w / 2);
@@ -514,6 +572,16 @@ function setupViewer() {
   $("wl-center").addEventListener("change", fromInputs);
   $("wl-width").addEventListener("change", fromInputs);
   $("reset-view").addEventListener("click", fit);
+  $("tool-rect").addEventListener("click", () => setTool(state.tool === "rect" ? null : "rect"));
+  $("tool-lasso").addEventListener("click", () => setTool(state.tool === "lasso" ? null : "lasso"));
+  $("region-clear").addEventListener("click", () => {
+    state.region = null;
+    state.regionScores = null;
+    setTool(null);
+    renderMetrics();
+    draw();
+  });
+  $("reference-submit").addEventListener("click", uploadReference);
   $("plane").addEventListener("change", async () => {
     state.plane = $("plane").value;
     resetSlider();
@@ -575,10 +643,28 @@ function attachPanZoom(canvas) {
     if (!state.job) return;
     canvas.setPointerCapture(event.pointerId);
     const level = event.button === 2 || event.shiftKey;
+    if (state.tool && !level) {
+      // drawing a region instead of panning
+      state.drawing = { start: toImage(canvas, event), points: [toImage(canvas, event)] };
+      drag = { region: true };
+      return;
+    }
     drag = { x: event.clientX, y: event.clientY, level, window: state.window.slice() };
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!drag) return;
+    if (drag.region) {
+      const p = toImage(canvas, event);
+      if (state.tool === "rect") {
+        const q = state.drawing.start;
+        state.drawing.points = [q, [p[0], q[1]], p, [q[0], p[1]]];
+      } else {
+        const last = state.drawing.points[state.drawing.points.length - 1];
+        if (Math.hypot(p[0] - last[0], p[1] - last[1]) * state.zoom > 3) state.drawing.points.push(p);
+      }
+      draw();
+      return;
+    }
     const dx = event.clientX - drag.x;
     const dy = event.clientY - drag.y;
     if (drag.level) {
@@ -597,11 +683,190 @@ function attachPanZoom(canvas) {
     }
   });
   const end = () => {
+    if (drag && drag.region) finishRegion();
     drag = null;
   };
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
   canvas.addEventListener("dblclick", fit);
+}
+
+// ----------------------------------------------------------------- reference and region
+// Image space: SR columns across, SR rows (times rowScale) down, as drawView draws them.
+function toImage(canvas, event) {
+  const rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left - state.panX) / state.zoom;
+  const y = (event.clientY - rect.top - state.panY) / state.zoom;
+  return [x, y];
+}
+
+function setTool(tool) {
+  state.tool = tool;
+  $("tool-rect").classList.toggle("active", tool === "rect");
+  $("tool-lasso").classList.toggle("active", tool === "lasso");
+  $("viewer").dataset.tool = tool || "";
+  $("region-hint").textContent = tool
+    ? tool === "rect"
+      ? "drag a rectangle on the image (shift-drag still sets the window)"
+      : "draw around the region on the image"
+    : state.region
+      ? "the region is scored on the slice shown"
+      : "";
+}
+
+function finishRegion() {
+  const drawing = state.drawing;
+  state.drawing = null;
+  if (!drawing || drawing.points.length < 3) {
+    draw();
+    return;
+  }
+  state.region = { points: drawing.points };
+  setTool(null);
+  draw();
+  scoreRegion();
+}
+
+function drawRegion(ctx) {
+  const shape = state.drawing || state.region;
+  if (!shape || shape.points.length < 2) return;
+  ctx.save();
+  ctx.setTransform(state.zoom, 0, 0, state.zoom, state.panX, state.panY);
+  ctx.beginPath();
+  shape.points.forEach(([x, y], k) => (k === 0 ? ctx.moveTo(x, y) : ctx.lineTo(x, y)));
+  ctx.closePath();
+  ctx.lineWidth = 2 / state.zoom;
+  ctx.strokeStyle = "#ffd400";
+  ctx.setLineDash([6 / state.zoom, 4 / state.zoom]);
+  ctx.stroke();
+  ctx.restore();
+}
+
+async function uploadReference() {
+  const file = $("reference-file").files[0];
+  if (!state.job) return;
+  if (!file) {
+    showError("choose the high-resolution reference file first");
+    return;
+  }
+  showError("");
+  const form = new FormData();
+  form.append("file", file, file.name);
+  $("reference-submit").disabled = true;
+  try {
+    state.job.reference = await api(`/api/jobs/${state.job.id}/reference`, {
+      method: "POST",
+      body: form,
+    });
+    updateViewOptions();
+    await loadSlice();
+    renderMetrics();
+    if (state.region) await scoreRegion();
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    $("reference-submit").disabled = false;
+  }
+}
+
+async function scoreRegion() {
+  if (!state.job || !state.region) return;
+  if (!state.job.reference) {
+    state.regionScores = null;
+    renderMetrics();
+    $("region-hint").textContent = "upload a high-resolution reference to score the region";
+    return;
+  }
+  const scale = rowScale();
+  const index = viewIndex("sr", state.slice);
+  const body = {
+    plane: state.plane,
+    index: state.job.slices > 1 ? index : 0,
+    points: state.region.points.map(([x, y]) => [x, y / scale]),
+  };
+  try {
+    state.regionScores = await api(`/api/jobs/${state.job.id}/region`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  renderMetrics();
+}
+
+function fmt(value, digits) {
+  return value === null || value === undefined ? "–" : value.toFixed(digits);
+}
+
+function renderMetrics() {
+  const job = state.job;
+  const table = $("metrics");
+  const reference = job && job.reference;
+  table.hidden = !reference;
+  $("metrics-notes").hidden = true;
+  if (!reference) return;
+  const region = state.regionScores;
+  const head = ["", "PSNR (dB)", "SSIM"];
+  if (region) head.push("PSNR inside", "PSNR outside", "SSIM inside", "SSIM outside");
+  table.innerHTML = "";
+  const caption = table.createCaption();
+  caption.textContent =
+    "Against the reference: whole output" +
+    (region
+      ? `; region of ${region.pixels} pixels on ${region.plane} slice ${region.index + 1} (inside / outside)`
+      : "; draw a region to score inside and outside it");
+  const header = table.createTHead().insertRow();
+  for (const text of head) {
+    const th = document.createElement("th");
+    th.textContent = text;
+    header.append(th);
+  }
+  const body = table.createTBody();
+  for (const name of ["sr", "bicubic"]) {
+    const row = body.insertRow();
+    row.dataset.view = name;
+    const whole = reference.metrics[name];
+    const cells = [name === "sr" ? `SR (${modelLabel(job)})` : "bicubic", fmt(whole.psnr, 2), fmt(whole.ssim, 4)];
+    if (region) {
+      const r = region[name];
+      cells.push(
+        fmt(r.psnr.inside, 2),
+        fmt(r.psnr.outside, 2),
+        fmt(r.ssim.inside, 4),
+        fmt(r.ssim.outside, 4)
+      );
+    }
+    for (const text of cells) row.insertCell().textContent = text;
+  }
+  if (region && region.notes.length) {
+    $("metrics-notes").hidden = false;
+    $("metrics-notes").textContent = region.notes.join(" ");
+  }
+}
+
+function updateViewOptions() {
+  const job = state.job;
+  for (const id of ["left-view", "right-view"]) {
+    for (const option of $(id).options) {
+      option.hidden =
+        (!job.consistency && MAP_VIEWS.includes(option.value)) ||
+        (!job.reference && option.value === "reference");
+    }
+  }
+}
+
+function selfsupFacts(job) {
+  const s = job.selfsup;
+  if (!s) return "";
+  const acq = s.acquisition;
+  return (
+    ` · trained ${s.steps} steps on this volume (stopped: ${s.stop_reason})` +
+    (s.heldout_psnr === null ? "" : `, held-out PSNR ${s.heldout_psnr.toFixed(2)} dB`) +
+    ` · slices ${acq.spacing.toPrecision(3)} mm apart, ${acq.thickness.toPrecision(3)} mm thick`
+  );
 }
 
 function attachDivider() {

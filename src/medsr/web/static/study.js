@@ -30,6 +30,7 @@ async function init() {
   $("previous").addEventListener("click", previous);
   $("review").addEventListener("click", () => openPosition(1));
   $("logout").addEventListener("click", logout);
+  $("zoom-reset").addEventListener("click", resetZoom);
   const saved = localStorage.getItem(TOKEN_KEY);
   if (saved) {
     state.token = saved;
@@ -147,10 +148,15 @@ async function display(item, answer) {
     const url = URL.createObjectURL(blob);
     state.urls.push(url);
     const figure = document.createElement("figure");
+    const frame = document.createElement("div");
+    frame.className = "zoom-frame";
     const img = document.createElement("img");
     img.src = url;
     img.alt = sides[k] ? `${sides[k]} image` : "image to rate";
-    figure.append(img);
+    img.draggable = false;
+    frame.append(img);
+    attachZoom(frame);
+    figure.append(frame);
     if (sides[k]) {
       const caption = document.createElement("figcaption");
       caption.textContent = sides[k];
@@ -158,6 +164,7 @@ async function display(item, answer) {
     }
     box.append(figure);
   });
+  resetZoom();
   $("answer-form").reset();
   if (answer) {
     for (const [name, value] of Object.entries(answer)) {
@@ -235,6 +242,63 @@ async function submit(event) {
 
 async function previous() {
   if (state.item && state.item.position > 1) await openPosition(state.item.position - 1);
+}
+
+// ----------------------------------------------------------------- zoom
+// Wheel: zoom around the cursor; drag: pan; double-click or "Fit": back to the whole image.
+// Both images of a pair share one zoom and pan, so they always show the same place.
+const view = { zoom: 1, x: 0, y: 0 };
+
+function applyZoom() {
+  for (const img of document.querySelectorAll("#images img")) {
+    img.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
+    img.classList.toggle("zoomed", view.zoom > 1); // zoomed in: show the pixels as they are
+  }
+  $("images").dataset.zoom = view.zoom.toFixed(3);
+  $("zoom-level").textContent = `${Math.round(view.zoom * 100)} %`;
+}
+
+function resetZoom() {
+  view.zoom = 1;
+  view.x = 0;
+  view.y = 0;
+  applyZoom();
+}
+
+function attachZoom(frame) {
+  let drag = null;
+  frame.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const rect = frame.getBoundingClientRect();
+    const px = event.clientX - rect.left;
+    const py = event.clientY - rect.top;
+    const zoom = Math.min(16, Math.max(1, view.zoom * Math.exp(-event.deltaY * 0.0015)));
+    view.x = px - ((px - view.x) * zoom) / view.zoom; // the point under the cursor stays
+    view.y = py - ((py - view.y) * zoom) / view.zoom;
+    view.zoom = zoom;
+    if (zoom === 1) {
+      view.x = 0;
+      view.y = 0;
+    }
+    applyZoom();
+  });
+  frame.addEventListener("pointerdown", (event) => {
+    frame.setPointerCapture(event.pointerId);
+    drag = { x: event.clientX, y: event.clientY };
+  });
+  frame.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    view.x += event.clientX - drag.x;
+    view.y += event.clientY - drag.y;
+    drag = { x: event.clientX, y: event.clientY };
+    applyZoom();
+  });
+  const end = () => {
+    drag = null;
+  };
+  frame.addEventListener("pointerup", end);
+  frame.addEventListener("pointercancel", end);
+  frame.addEventListener("dblclick", resetZoom);
 }
 
 document.addEventListener("DOMContentLoaded", init);
