@@ -174,7 +174,7 @@ def test_get_reads_one_typed_field_with_its_default() -> None:
         get(data, "names", "w", int | None)
     with pytest.raises(ConfigError, match=r"^w\.s must be a non-empty string, got '  '$"):
         get(data, "s", "w", str, nonempty=True)
-    with pytest.raises(ConfigError, match=r"^w\.n must be a list of non-empty strings, got 3$"):
+    with pytest.raises(ConfigError, match=r"^w\.n must be a list of strings, none empty, got 3$"):
         get(data, "n", "w", tuple[str, ...], nonempty=True)
     with pytest.raises(ConfigError, match=r"^w\.n must be true or false, got 3$"):
         get(data, "n", "w", bool)
@@ -196,5 +196,7 @@ def test_ranges_and_choices() -> None:
             positive("lr", bad)
     with pytest.raises(ConfigError, match=r"^size must be >= 4, got 3$"):
         at_least("size", 3, 4)
+    with pytest.raises(ConfigError, match=r"^size must be >= 4 pixels, got 3$"):
+        at_least("size", 3, 4, unit="pixels")
     with pytest.raises(ConfigError, match=r"^unknown kind 'l3'; valid: l1, mse$"):
         one_of("kind", "l3", ("l1", "mse"))

@@ -225,19 +225,23 @@ def parse_dataclass(cls: type, value: Any, where: str) -> Any:
     missing required fields are errors, every value is :func:`convert`-ed to its field's
     annotation. ``where``: the dotted path of ``value`` ("" for the top level)."""
     label = where or "config"
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    required = [
-        name
-        for name, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    data = check_keys(value, list(fields), where, required=required, dotted=True)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    data = check_keys(value, fields, where, required=required_fields(cls), dotted=True)
     hints = typing.get_type_hints(cls)
     kwargs = {name: convert(v, hints[name], _join(where, name)) for name, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError as error:
         raise ConfigError(f"{label}: {error}") from error
+
+
+def required_fields(cls: type) -> list[str]:
+    """The fields of the dataclass ``cls`` that have no default."""
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
 
 
 # ------------------------------------------------------------------------ sections by hand
@@ -340,7 +344,7 @@ def describe(hint: Any, *, nonempty: bool = False, plural: bool = False) -> str:
     if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
         return f"a list of {describe(args[0], nonempty=nonempty, plural=True)}"
     if hint is str and nonempty:
-        return "non-empty strings" if plural else "a non-empty string"
+        return "strings, none empty" if plural else "a non-empty string"
     if hint in _WORDS:
         return _WORDS[hint][plural]
     return type_name(hint)
@@ -353,10 +357,12 @@ def positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be positive, got {value!r}")
 
 
-def at_least(name: str, value: float, low: float) -> None:
-    """Raise ConfigError unless ``value`` >= ``low`` (NaN is not)."""
+def at_least(name: str, value: float, low: float, *, unit: str = "") -> None:
+    """Raise ConfigError unless ``value`` >= ``low`` (NaN is not); ``unit`` follows ``low``
+    in the message (``pixels``)."""
     if not value >= low:
-        raise ConfigError(f"{name} must be >= {low}, got {value!r}")
+        bound = f"{low} {unit}" if unit else f"{low}"
+        raise ConfigError(f"{name} must be >= {bound}, got {value!r}")
 
 
 def one_of(name: str, value: Any, allowed: Iterable[Any]) -> None:
