@@ -113,13 +113,13 @@ def test_read_yaml_reads_a_mapping_with_exponent_floats(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (None, r"c\.yaml: the recipe file does not exist"),
+        (None, r"c\.yaml: cannot read the config: the file does not exist"),
         ("", r"c\.yaml: the file is empty \(or only comments\); a recipe is a mapping"),
         ("# only a comment\n", r"c\.yaml: the file is empty"),
         ("- a\n- b\n", r"c\.yaml: a recipe is a mapping, got list"),
         ("a: 1\nb: [1, 2\n", r"c\.yaml: invalid YAML at line 3, column 1: .*"),
         ("a: 1\n  b: 2\n", r"c\.yaml: invalid YAML at line 2, column 4"),
-        (b"a: \xff\n", r"c\.yaml: the recipe is not UTF-8 text"),
+        (b"a: \xff\n", r"c\.yaml: cannot read the config: not UTF-8 text"),
     ],
 )
 def test_read_yaml_errors_name_the_file_and_the_problem(
@@ -139,7 +139,7 @@ def test_read_yaml_names_the_allowed_top_levels_and_folders(tmp_path: Path) -> N
     path.write_text("3\n")
     with pytest.raises(ConfigError, match=r"a degradation is a list or a mapping, got int"):
         read_yaml(path, what="degradation", top=(list, dict))
-    with pytest.raises(ConfigError, match=r"cannot read the config"):
+    with pytest.raises(ConfigError, match=r"cannot read the config: Is a directory"):
         read_yaml(tmp_path)
 
 

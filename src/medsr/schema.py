@@ -98,12 +98,12 @@ def read_yaml(
     try:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: the {what} file does not exist") from None
+        raise ConfigError(f"{path}: cannot read the config: the file does not exist") from None
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+        raise ConfigError(f"{path}: cannot read the config: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(
-            f"{path}: the {what} is not UTF-8 text ({error.reason} at byte {error.start})"
+            f"{path}: cannot read the config: not UTF-8 text ({error.reason} at byte {error.start})"
         ) from None
     try:
         data = yaml_load(text)
