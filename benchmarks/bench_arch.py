@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HEADING = "## CPU-efficient architectures (issue 16)"
@@ -63,8 +62,9 @@ def read_run(folder: Path, step: int) -> dict[str, float]:
 
 def build(folder: Path) -> tuple[torch.nn.Module, str, dict]:
     from medsr.models import build_generator
+    from medsr.schema import read_yaml
 
-    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config = read_yaml(folder / "config.yaml", what="resolved training config")
     spec = config["model"]["generator"]
     model = build_generator(spec["arch"], spec.get("params") or {})
     return model.eval().fuse(), spec["arch"], spec.get("params") or {}

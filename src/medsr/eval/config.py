@@ -18,6 +18,7 @@ from medsr.errors import ConfigError
 from medsr.eval.evaluate import DEFAULT_REGION_METRICS
 from medsr.eval.regions import Region, parse_region
 from medsr.metrics import DEFAULT_METRICS, METRICS
+from medsr.schema import at_least, check_keys, get, read_yaml
 from medsr.transforms.degrade import (
     DEGRADATIONS,
     Degradation,
@@ -54,52 +55,6 @@ _STYLE_METRICS: dict[str, tuple[str, ...]] = {
     "chest_xray": ("psnr", "ssim"),
     "brain_tumour": ("psnr", "ssim"),
 }
-
-_MISSING = object()
-
-
-def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping with keys {', '.join(allowed)}; got {data!r}")
-    unknown = sorted(str(k) for k in data if k not in allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
-            f"{', '.join(allowed)}"
-        )
-    return dict(data)
-
-
-def _get(data: Mapping[str, Any], key: str, where: str, kind: str, default: Any = _MISSING) -> Any:
-    """``data[key]`` checked to be of ``kind``: str, int, bool, number, strs (list of str),
-    or kind? (None allowed)."""
-    if key not in data:
-        if default is _MISSING:
-            raise ConfigError(f"{where}: missing required key {key!r}")
-        return default
-    value = data[key]
-    optional = kind.endswith("?")
-    base = kind.rstrip("?")
-    if value is None and optional:
-        return None
-    ok = {
-        "str": isinstance(value, str) and bool(value.strip()),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
-        "strs": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
-    }[base]
-    if not ok:
-        names = {
-            "str": "a non-empty string",
-            "int": "an integer",
-            "bool": "true or false",
-            "number": "a number",
-            "strs": "a list of strings",
-        }
-        null = " or null" if optional else ""
-        raise ConfigError(f"{where}.{key} must be {names[base]}{null}, got {value!r}")
-    return tuple(value) if base == "strs" else value
 
 
 @dataclass(frozen=True)
@@ -250,58 +205,58 @@ def _metrics(values: tuple[str, ...], where: str, extra: tuple[str, ...] = ()) -
 
 
 def _method(data: Any, where: str) -> MethodConfig:
-    d = _check_keys(data, ("name", "model", "tile", "overlap"), where)
-    tile = _get(d, "tile", where, "int?", None)
-    overlap = _get(d, "overlap", where, "int?", None)
+    d = check_keys(data, ("name", "model", "tile", "overlap"), where)
+    tile = get(d, "tile", where, int | None, None)
+    overlap = get(d, "overlap", where, int | None, None)
     if tile is not None and tile < 0:
         raise ConfigError(f"{where}.tile must be >= 0 (0: whole slices), got {tile}")
-    if overlap is not None and overlap < 0:
-        raise ConfigError(f"{where}.overlap must be >= 0, got {overlap}")
+    if overlap is not None:
+        at_least(f"{where}.overlap", overlap, 0)
     return MethodConfig(
-        name=_get(d, "name", where, "str"),
-        model=str(_get(d, "model", where, "str")),
+        name=get(d, "name", where, str, nonempty=True),
+        model=get(d, "model", where, str, nonempty=True),
         tile=tile,
         overlap=overlap,
     )
 
 
 def _region(data: Any, where: str) -> Region:
-    d = _check_keys(data, ("name", "mask", "datasets", "volumes", "min_pixels"), where)
-    name = _get(d, "name", where, "str")
-    mask = _get(d, "mask", where, "str")
+    d = check_keys(data, ("name", "mask", "datasets", "volumes", "min_pixels"), where)
+    name = get(d, "name", where, str, nonempty=True)
+    mask = get(d, "mask", where, str, nonempty=True)
     if "=" in mask:
         raise ConfigError(f"{where}.mask: give the name in 'name', not in {mask!r}")
-    datasets = _get(d, "datasets", where, "strs?", None)
-    volumes = _get(d, "volumes", where, "str?", None)
-    min_pixels = _get(d, "min_pixels", where, "int", 1)
+    datasets = get(d, "datasets", where, tuple[str, ...] | None, None, nonempty=True)
+    volumes = get(d, "volumes", where, str | None, None, nonempty=True)
+    min_pixels = get(d, "min_pixels", where, int, 1)
     return parse_region(f"{name}={mask}", datasets=datasets, volumes=volumes, min_pixels=min_pixels)
 
 
 def _table(data: Any, where: str, extra_metrics: tuple[str, ...]) -> TableConfig:
-    d = _check_keys(
+    d = check_keys(
         data, ("style", "title", "datasets", "volumes", "split", "region", "metrics"), where
     )
-    style = _get(d, "style", where, "str")
+    style = get(d, "style", where, str, nonempty=True)
     if style not in TABLE_STYLES:
         raise ConfigError(f"{where}.style {style!r} is not one of {', '.join(TABLE_STYLES)}")
-    volumes = _get(d, "volumes", where, "str?", None)
+    volumes = get(d, "volumes", where, str | None, None, nonempty=True)
     if volumes is not None:
         try:
             re.compile(volumes)
         except re.error as error:
             raise ConfigError(f"{where}.volumes {volumes!r}: {error}") from error
-    metrics = _get(d, "metrics", where, "strs?", None)
+    metrics = get(d, "metrics", where, tuple[str, ...] | None, None, nonempty=True)
     if metrics is not None:
         _metrics(metrics, f"{where}.metrics", extra_metrics)
-    region = _get(d, "region", where, "str?", None)
+    region = get(d, "region", where, str | None, None, nonempty=True)
     if style == "brain_tumour" and region is None:
         raise ConfigError(f"{where}: the brain_tumour style needs a 'region' (a region name)")
     return TableConfig(
         style=style,
-        title=_get(d, "title", where, "str?", None),
-        datasets=_get(d, "datasets", where, "strs?", None),
+        title=get(d, "title", where, str | None, None, nonempty=True),
+        datasets=get(d, "datasets", where, tuple[str, ...] | None, None, nonempty=True),
         volumes=volumes,
-        split=_get(d, "split", where, "str?", None),
+        split=get(d, "split", where, str | None, None, nonempty=True),
         region=region,
         metrics=metrics,
     )
@@ -310,16 +265,14 @@ def _table(data: Any, where: str, extra_metrics: tuple[str, ...]) -> TableConfig
 def _figures(data: Any, where: str) -> FiguresConfig | None:
     if data is None or data is False:
         return None
-    d = _check_keys(
-        data, ("per_dataset", "items", "split", "inset_size", "methods", "embed"), where
-    )
+    d = check_keys(data, ("per_dataset", "items", "split", "inset_size", "methods", "embed"), where)
     items = []
     raw_items = d.get("items", [])
     if not isinstance(raw_items, list):
         raise ConfigError(f"{where}.items must be a list, got {raw_items!r}")
     for k, item in enumerate(raw_items):
         w = f"{where}.items[{k}]"
-        i = _check_keys(item, ("volume_id", "slice_index", "split", "inset"), w)
+        i = check_keys(item, ("volume_id", "slice_index", "split", "inset"), w)
         inset = i.get("inset")
         if inset is not None:
             if (
@@ -334,31 +287,30 @@ def _figures(data: Any, where: str) -> FiguresConfig | None:
             inset = tuple(inset)
         items.append(
             FigureItem(
-                volume_id=_get(i, "volume_id", w, "str"),
-                slice_index=_get(i, "slice_index", w, "int"),
-                split=_get(i, "split", w, "str?", None),
+                volume_id=get(i, "volume_id", w, str, nonempty=True),
+                slice_index=get(i, "slice_index", w, int),
+                split=get(i, "split", w, str | None, None, nonempty=True),
                 inset=inset,
             )
         )
-    per_dataset = _get(d, "per_dataset", where, "int", 0 if items else 1)
-    if per_dataset < 0:
-        raise ConfigError(f"{where}.per_dataset must be >= 0, got {per_dataset}")
-    inset_size = _get(d, "inset_size", where, "int?", None)
-    if inset_size is not None and inset_size < 4:
-        raise ConfigError(f"{where}.inset_size must be >= 4 pixels, got {inset_size}")
+    per_dataset = get(d, "per_dataset", where, int, 0 if items else 1)
+    at_least(f"{where}.per_dataset", per_dataset, 0)
+    inset_size = get(d, "inset_size", where, int | None, None)
+    if inset_size is not None:
+        at_least(f"{where}.inset_size", inset_size, 4, unit="pixels")
     return FiguresConfig(
         per_dataset=per_dataset,
         items=tuple(items),
-        split=_get(d, "split", where, "str?", None),
+        split=get(d, "split", where, str | None, None, nonempty=True),
         inset_size=inset_size,
-        methods=_get(d, "methods", where, "strs?", None),
-        embed=_get(d, "embed", where, "bool", True),
+        methods=get(d, "methods", where, tuple[str, ...] | None, None, nonempty=True),
+        embed=get(d, "embed", where, bool, True),
     )
 
 
 def parse_config(data: Any, *, where: str = "benchmark config") -> BenchmarkConfig:
     """A :class:`BenchmarkConfig` from parsed YAML; raises ConfigError for any problem."""
-    d = _check_keys(data, _TOP_KEYS, where)
+    d = check_keys(data, _TOP_KEYS, where)
     methods_raw = d.get("methods")
     if not isinstance(methods_raw, list) or not methods_raw:
         raise ConfigError(f"{where}.methods must be a non-empty list of {{name, model}}")
@@ -366,19 +318,24 @@ def parse_config(data: Any, *, where: str = "benchmark config") -> BenchmarkConf
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.methods: names must be unique, got {names}")
-    reference = _get(d, "reference", where, "str?", "bicubic" if "bicubic" in names else None)
+    reference = get(
+        d, "reference", where, str | None, "bicubic" if "bicubic" in names else None, nonempty=True
+    )
     if reference is not None and reference not in names:
         raise ConfigError(f"{where}.reference {reference!r} is not one of the methods {names}")
-    metrics = _metrics(_get(d, "metrics", where, "strs", DEFAULT_METRICS), f"{where}.metrics")
+    metrics = _metrics(
+        get(d, "metrics", where, tuple[str, ...], DEFAULT_METRICS, nonempty=True),
+        f"{where}.metrics",
+    )
     region_metrics = _metrics(
-        _get(d, "region_metrics", where, "strs", DEFAULT_REGION_METRICS),
+        get(d, "region_metrics", where, tuple[str, ...], DEFAULT_REGION_METRICS, nonempty=True),
         f"{where}.region_metrics",
     )
     regions_raw = d.get("regions", [])
     if not isinstance(regions_raw, list):
         raise ConfigError(f"{where}.regions must be a list of {{name, mask}}")
     regions = tuple(_region(r, f"{where}.regions[{k}]") for k, r in enumerate(regions_raw))
-    splits = _get(d, "splits", where, "strs", ("val",))
+    splits = get(d, "splits", where, tuple[str, ...], ("val",), nonempty=True)
     extra = ("consistency_psnr", "runtime_s") + (
         ("nrmse_mean_unit",) if "nrmse_mean" in metrics else ()
     )
@@ -416,34 +373,34 @@ def parse_config(data: Any, *, where: str = "benchmark config") -> BenchmarkConf
                 raise ConfigError(f"{where}.figures.methods {unknown} are not methods {names}")
         if figures.split is not None and figures.split not in splits:
             raise ConfigError(f"{where}.figures.split {figures.split!r} is not evaluated {splits}")
-    every = _get(d, "every", where, "int", 1)
-    border = _get(d, "border", where, "int", 0)
-    threads = _get(d, "threads", where, "int?", None)
-    output = _get(d, "output", where, "str?", None)
-    degradation_spec = d.get("degradation", _MISSING)
-    if degradation_spec is _MISSING:
-        raise ConfigError(f"{where}: missing required key 'degradation'")
+    every = get(d, "every", where, int, 1)
+    border = get(d, "border", where, int, 0)
+    threads = get(d, "threads", where, int | None, None)
+    output = get(d, "output", where, str | None, None, nonempty=True)
+    degradation_spec = get(d, "degradation", where, Any)
     return BenchmarkConfig(
-        title=_get(d, "title", where, "str", "medsr benchmark"),
-        description=_get(d, "description", where, "str", "") if d.get("description") else "",
-        manifest=Path(_get(d, "manifest", where, "str")),
+        title=get(d, "title", where, str, "medsr benchmark", nonempty=True),
+        description=get(d, "description", where, str, "", nonempty=True)
+        if d.get("description")
+        else "",
+        manifest=Path(get(d, "manifest", where, str, nonempty=True)),
         degradation=resolve_degradation(degradation_spec),
         degradation_spec=degradation_spec,
         methods=methods,
         splits=splits,
-        datasets=_get(d, "datasets", where, "strs?", None),
+        datasets=get(d, "datasets", where, tuple[str, ...] | None, None, nonempty=True),
         every=every,
-        max_slices_per_volume=_get(d, "max_slices_per_volume", where, "int?", None),
-        seed=_get(d, "seed", where, "int", 0),
+        max_slices_per_volume=get(d, "max_slices_per_volume", where, int | None, None),
+        seed=get(d, "seed", where, int, 0),
         reference=reference,
         metrics=metrics,
         region_metrics=region_metrics,
         regions=regions,
         border=border,
-        clamp=_get(d, "clamp", where, "bool", True),
+        clamp=get(d, "clamp", where, bool, True),
         tables=tables,
         figures=figures,
-        device=_get(d, "device", where, "str", "cpu"),
+        device=get(d, "device", where, str, "cpu", nonempty=True),
         threads=threads,
         output=None if output is None else Path(output),
     )
@@ -451,13 +408,4 @@ def parse_config(data: Any, *, where: str = "benchmark config") -> BenchmarkConf
 
 def load_config(path: str | Path) -> BenchmarkConfig:
     """Read and check a benchmark YAML file."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the benchmark config ({error})") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({error})") from error
-    return parse_config(data, where=str(path))
+    return parse_config(read_yaml(path, what="benchmark config"), where=str(path))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError
+from medsr.schema import positive as check_positive
 
 __all__ = [
     "DEFAULT_SCALES",
@@ -28,12 +29,6 @@ __all__ = [
 ]
 
 DEFAULT_SCALES: tuple[int, ...] = (2, 3, 4, 8)
-
-
-def check_positive(name: str, value: int | float) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is > 0."""
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
 
 
 def scale_steps(scale: int) -> list[int]:

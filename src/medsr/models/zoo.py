@@ -7,7 +7,6 @@ nothing. A config names an ``arch`` (a key below) and its keyword hyper-paramete
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from medsr.models.rwman import RWMAN
 from medsr.models.span import SPAN
 from medsr.models.srcnn import SRCNN
 from medsr.models.srresnet import SRResNet
+from medsr.schema import convert, one_of, type_name
 
 __all__ = [
     "DISCRIMINATORS",
@@ -156,8 +156,7 @@ def tagged_model(tag: str, scale: int) -> str:
     Raises ConfigError for an unknown tag, or when no weights carry it at that scale (the
     message lists what is shipped).
     """
-    if tag not in MODEL_TAGS:
-        raise ConfigError(f"unknown model tag {tag!r}; valid: {', '.join(MODEL_TAGS)}")
+    one_of("model tag", tag, MODEL_TAGS)
     for name, entry in PRETRAINED.items():
         if entry.tag == tag and entry.scale == scale:
             return name
@@ -174,28 +173,8 @@ def hparam_names(cls: type[nn.Module]) -> list[str]:
     ]
 
 
-def _check_type(arch: str, name: str, value: Any, annotation: Any) -> None:
-    allowed: tuple[Any, ...] = (
-        typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    )
-    for kind in allowed:
-        if kind is type(None) and value is None:
-            return
-        if kind is bool and isinstance(value, bool):
-            return
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return
-        if kind is str and isinstance(value, str):
-            return
-    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
-    raise ConfigError(f"{arch}: {name} must be {names}, got {value!r}")
-
-
 def _build(table: dict[str, type[nn.Module]], what: str, arch: str, params: dict[str, Any]):
-    if arch not in table:
-        raise ConfigError(f"unknown {what} {arch!r}; known: {', '.join(table)}")
+    one_of(what, arch, table)
     cls = table[arch]
     valid = hparam_names(cls)
     unknown = sorted(set(params) - set(valid))
@@ -206,7 +185,12 @@ def _build(table: dict[str, type[nn.Module]], what: str, arch: str, params: dict
         )
     hints = typing.get_type_hints(cls.__init__)
     for name, value in params.items():
-        _check_type(arch, name, value, hints[name])
+        try:
+            convert(value, hints[name], name)
+        except ConfigError:
+            raise ConfigError(
+                f"{arch}: {name} must be {type_name(hints[name])}, got {value!r}"
+            ) from None
     return cls(**params)
 
 

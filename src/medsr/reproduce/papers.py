@@ -16,12 +16,13 @@ work) is shown with the paper's number only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from medsr.errors import ConfigError
+from medsr.schema import check_keys, convert, get, one_of, read_yaml
 
 __all__ = [
     "DERIVED_COLUMNS",
@@ -162,58 +163,34 @@ class Flag:
 
 
 # ----------------------------------------------------------------------------------- parsing
-def _keys(data: Any, allowed: Sequence[str], where: str, required: Sequence[str] = ()) -> dict:
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{where}: expected a mapping with keys {', '.join(allowed)}, got {data!r}"
-        )
-    unknown = sorted(str(k) for k in data if k not in allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(allowed)}")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-    return dict(data)
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    return float(value)
-
-
 def _value(data: Any, where: str) -> PublishedValue:
-    if isinstance(data, list):
-        if len(data) != 2:
-            raise ConfigError(f"{where}: expected [mean, std], got {data!r}")
-        return PublishedValue(_number(data[0], where), _number(data[1], where))
-    return PublishedValue(_number(data, where))
+    """A published number: ``mean`` or ``[mean, std]``."""
+    value = convert(data, float | tuple[float, float], where)
+    return PublishedValue(*value) if isinstance(value, tuple) else PublishedValue(value)
 
 
-def _strs(data: Any, where: str) -> tuple[str, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list) or not all(isinstance(v, str) and v for v in data):
-        raise ConfigError(f"{where}: expected a list of names, got {data!r}")
-    return tuple(data)
+def _strs(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    return get(data, key, where, tuple[str, ...] | None, None, nonempty=True) or ()
 
 
 def _table(data: Any, where: str) -> PaperTable:
-    d = _keys(
+    d = check_keys(
         data,
         ("id", "caption", "reference", "split", "columns", "rows", "data_range", "reader_study"),
         where,
-        ("id", "caption", "reference", "columns", "rows"),
+        required=("id", "caption", "reference", "columns", "rows"),
     )
     columns = []
-    for k, c in enumerate(d["columns"]):
-        cd = _keys(c, ("metric", "label", "split"), f"{where}.columns[{k}]", ("metric", "label"))
+    for k, c in enumerate(get(d, "columns", where, list[Any])):
+        cd = check_keys(
+            c, ("metric", "label", "split"), f"{where}.columns[{k}]", required=("metric", "label")
+        )
         columns.append(PaperColumn(str(cd["metric"]), str(cd["label"]), cd.get("split")))
     keys = {c.key for c in columns}
     rows = []
-    for k, r in enumerate(d["rows"]):
+    for k, r in enumerate(get(d, "rows", where, list[Any])):
         w = f"{where}.rows[{k}]"
-        rd = _keys(r, ("label", "ours", "values"), w, ("label", "values"))
+        rd = check_keys(r, ("label", "ours", "values"), w, required=("label", "values"))
         values = rd["values"] or {}
         unknown = sorted(set(values) - keys)
         if unknown:
@@ -225,7 +202,6 @@ def _table(data: Any, where: str) -> PaperTable:
                 values={key: _value(v, f"{w}.values.{key}") for key, v in values.items()},
             )
         )
-    data_range = d.get("data_range")
     return PaperTable(
         id=str(d["id"]),
         caption=str(d["caption"]),
@@ -233,29 +209,28 @@ def _table(data: Any, where: str) -> PaperTable:
         columns=tuple(columns),
         rows=tuple(rows),
         split=d.get("split"),
-        data_range=None if data_range is None else _number(data_range, f"{where}.data_range"),
+        data_range=get(d, "data_range", where, float | None, None),
         reader_study=bool(d.get("reader_study", False)),
     )
 
 
 def _claim(data: Any, where: str) -> Claim:
-    d = _keys(
+    d = check_keys(
         data,
         ("where", "text", "metric", "kind", "better", "than", "methods", "split"),
         where,
-        ("where", "text", "metric"),
+        required=("where", "text", "metric"),
     )
     kind = d.get("kind", "greater")
-    if kind not in CLAIM_KINDS:
-        raise ConfigError(f"{where}.kind {kind!r}; valid: {', '.join(CLAIM_KINDS)}")
+    one_of(f"{where}.kind", kind, CLAIM_KINDS)
     claim = Claim(
         where=str(d["where"]),
         text=str(d["text"]),
         metric=str(d["metric"]),
         kind=kind,
         better=d.get("better"),
-        than=_strs(d.get("than"), f"{where}.than"),
-        methods=_strs(d.get("methods"), f"{where}.methods"),
+        than=_strs(d, "than", where),
+        methods=_strs(d, "methods", where),
         split=d.get("split"),
     )
     if kind == "greater" and (claim.better is None or not claim.than):
@@ -267,17 +242,19 @@ def _claim(data: Any, where: str) -> Claim:
 
 def parse_paper(data: Any, *, where: str = "paper") -> Paper:
     """A :class:`Paper` from parsed YAML (strict)."""
-    d = _keys(
+    d = check_keys(
         data,
         ("work", "title", "seed_file", "tables", "claims", "notes"),
         where,
-        ("work", "title", "seed_file", "tables"),
+        required=("work", "title", "seed_file", "tables"),
     )
-    tables = tuple(_table(t, f"{where}.tables[{k}]") for k, t in enumerate(d["tables"]))
+    tables = tuple(
+        _table(t, f"{where}.tables[{k}]") for k, t in enumerate(get(d, "tables", where, list[Any]))
+    )
     claims = tuple(_claim(c, f"{where}.claims[{k}]") for k, c in enumerate(d.get("claims") or []))
     notes = []
     for k, n in enumerate(d.get("notes") or []):
-        nd = _keys(n, ("where", "text"), f"{where}.notes[{k}]", ("where", "text"))
+        nd = check_keys(n, ("where", "text"), f"{where}.notes[{k}]", required=("where", "text"))
         notes.append(Note(str(nd["where"]), str(nd["text"])))
     return Paper(
         work=int(d["work"]),
@@ -291,14 +268,12 @@ def parse_paper(data: Any, *, where: str = "paper") -> Paper:
 
 def load_paper(work: int) -> Paper:
     """The committed published numbers of work ``work`` (1-5)."""
-    from medsr.train.config import yaml_load
-
     name = f"{work}.yaml"
     folder = resources.files("medsr.reproduce") / "papers"
     path = folder / name
     if not path.is_file():
         raise ConfigError(f"no published numbers for work {work}; valid works: 1, 2, 3, 4, 5")
-    paper = parse_paper(yaml_load(path.read_text(encoding="utf-8")), where=f"papers/{name}")
+    paper = parse_paper(read_yaml(path, what="published numbers"), where=f"papers/{name}")
     if paper.work != work:
         raise ConfigError(f"papers/{name} says work {paper.work}, expected {work}")
     return paper

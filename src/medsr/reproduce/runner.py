@@ -34,6 +34,7 @@ from typing import Any
 from medsr.errors import ConfigError
 from medsr.reproduce.spec import CPU_TRAIN, PrepareSpec, TrainSpec, WorkSpec, check_profile
 from medsr.reproduce.works import get_work
+from medsr.schema import read_yaml
 
 __all__ = [
     "ReproduceOptions",
@@ -240,7 +241,7 @@ def train_config_data(
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The raw config mapping of ``spec`` under ``profile`` (not yet parsed)."""
-    from medsr.train.config import apply_overrides, apply_smoke, read_yaml
+    from medsr.train.config import apply_overrides, apply_smoke
 
     check_profile(profile)
     recipe = Path(spec.recipe)
@@ -248,7 +249,7 @@ def train_config_data(
         raise ConfigError(
             f"recipe {recipe} not found: run medsr reproduce from the repository root"
         )
-    data = read_yaml(recipe)
+    data = read_yaml(recipe, what="training config")
     if spec.stages:
         by_name = {s.get("name"): s for s in data.get("stages", [])}
         missing = [n for n in spec.stages if n not in by_name]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medsr.errors import ConfigError
+from medsr.schema import one_of
 
 __all__ = [
     "CPU_TRAIN",
@@ -49,8 +50,7 @@ CPU_TRAIN: dict[str, Any] = {
 
 
 def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    one_of("profile", profile, PROFILES)
     return profile
 
 

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import ConfigError
-from medsr.schema import parse_dataclass, type_name
+from medsr.schema import (
+    at_least,
+    one_of,
+    parse_dataclass,
+    positive,
+    read_yaml,
+    type_name,
+    yaml_load,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -53,7 +61,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_override",
-    "read_yaml",
     "schema_reference",
     "to_dict",
 ]
@@ -121,18 +128,18 @@ class DataConfig:
     dataset_repeats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _positive("patch_size", self.patch_size)
+        positive("patch_size", self.patch_size)
         for dataset, k in self.dataset_repeats.items():
-            _positive(f"dataset_repeats.{dataset}", k)
-        _positive("batch_size", self.batch_size)
-        _positive("patches_per_slice", self.patches_per_slice)
-        _positive("foreground_tries", self.foreground_tries)
-        _non_negative("neighbours", self.neighbours)
-        _non_negative("num_workers", self.num_workers)
+            positive(f"dataset_repeats.{dataset}", k)
+        positive("batch_size", self.batch_size)
+        positive("patches_per_slice", self.patches_per_slice)
+        positive("foreground_tries", self.foreground_tries)
+        at_least("neighbours", self.neighbours, 0)
+        at_least("num_workers", self.num_workers, 0)
         if self.val_max_slices is not None:
-            _positive("val_max_slices", self.val_max_slices)
+            positive("val_max_slices", self.val_max_slices)
         if self.val_crop is not None:
-            _positive("val_crop", self.val_crop)
+            positive("val_crop", self.val_crop)
         if not 0.0 <= self.min_patch_foreground <= 1.0:
             raise ConfigError(
                 f"min_patch_foreground must be in [0, 1], got {self.min_patch_foreground}"
@@ -148,8 +155,8 @@ class PixelLossConfig:
     eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        _choice("kind", self.kind, PIXEL_KINDS)
-        _non_negative("weight", self.weight)
+        one_of("kind", self.kind, PIXEL_KINDS)
+        at_least("weight", self.weight, 0)
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ class PerceptualLossConfig:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _non_negative("weight", self.weight)
+        at_least("weight", self.weight, 0)
 
 
 @dataclass(frozen=True)
@@ -179,8 +186,8 @@ class AdversarialLossConfig:
     def __post_init__(self) -> None:
         from medsr.losses import ADVERSARIAL_KINDS
 
-        _choice("kind", self.kind, ADVERSARIAL_KINDS)
-        _non_negative("weight", self.weight)
+        one_of("kind", self.kind, ADVERSARIAL_KINDS)
+        at_least("weight", self.weight, 0)
 
 
 @dataclass(frozen=True)
@@ -191,8 +198,8 @@ class FeatureMatchingLossConfig:
     criterion: str = "l1"
 
     def __post_init__(self) -> None:
-        _choice("criterion", self.criterion, ("l1", "mse"))
-        _non_negative("weight", self.weight)
+        one_of("criterion", self.criterion, ("l1", "mse"))
+        at_least("weight", self.weight, 0)
 
 
 @dataclass(frozen=True)
@@ -234,13 +241,13 @@ class OptimizerConfig:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        _choice("name", self.name, OPTIMIZERS)
-        _positive("lr", self.lr)
+        one_of("name", self.name, OPTIMIZERS)
+        positive("lr", self.lr)
         for beta in self.betas:
             if not 0.0 <= beta < 1.0:
                 raise ConfigError(f"betas must be in [0, 1), got {list(self.betas)}")
-        _non_negative("weight_decay", self.weight_decay)
-        _non_negative("momentum", self.momentum)
+        at_least("weight_decay", self.weight_decay, 0)
+        at_least("momentum", self.momentum, 0)
 
 
 @dataclass(frozen=True)
@@ -265,10 +272,10 @@ class ScheduleConfig:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        _choice("name", self.name, SCHEDULES)
-        _positive("gamma", self.gamma)
-        _non_negative("min_lr", self.min_lr)
-        _non_negative("warmup_steps", self.warmup_steps)
+        one_of("name", self.name, SCHEDULES)
+        positive("gamma", self.gamma)
+        at_least("min_lr", self.min_lr, 0)
+        at_least("warmup_steps", self.warmup_steps, 0)
         if self.name == "step" and (self.step_size is None or self.step_size <= 0):
             raise ConfigError(f"the step schedule needs a positive step_size, got {self.step_size}")
         if self.name == "multistep":
@@ -299,10 +306,10 @@ class StageConfig:
     init_from: str = "ema"
 
     def __post_init__(self) -> None:
-        _positive("steps", self.steps)
-        _choice("init_from", self.init_from, INIT_FROM)
+        positive("steps", self.steps)
+        one_of("init_from", self.init_from, INIT_FROM)
         if self.grad_clip is not None:
-            _positive("grad_clip", self.grad_clip)
+            positive("grad_clip", self.grad_clip)
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
             raise ConfigError(
                 f"stage name {self.name!r} must be non-empty letters, digits, '-' or '_' "
@@ -346,16 +353,16 @@ class TrainConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("best_metric", self.best_metric, BEST_METRICS)
+        one_of("device", self.device, DEVICES)
+        one_of("precision", self.precision, PRECISIONS)
+        one_of("best_metric", self.best_metric, BEST_METRICS)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         for name in ("val_every", "checkpoint_every", "log_every", "num_val_images"):
-            _non_negative(name, getattr(self, name))
-        _positive("max_nonfinite", self.max_nonfinite)
+            at_least(name, getattr(self, name), 0)
+        positive("max_nonfinite", self.max_nonfinite)
         if self.stop_after is not None:
-            _positive("stop_after", self.stop_after)
+            positive("stop_after", self.stop_after)
 
 
 @dataclass(frozen=True)
@@ -391,22 +398,6 @@ class RunConfig:
         return sum(s.steps for s in self.stages)
 
 
-# ------------------------------------------------------------------------------------ checks
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if not value >= 0:
-        raise ConfigError(f"{name} must be >= 0, got {value!r}")
-
-
-def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
-
-
 def parse_config(data: Mapping[str, Any]) -> RunConfig:
     """A :class:`RunConfig` from a plain mapping (parsed YAML), strictly checked."""
     return parse_dataclass(RunConfig, data, "")
@@ -421,54 +412,6 @@ def to_dict(config: Any) -> Any:
     if isinstance(config, Mapping):
         return {k: to_dict(v) for k, v in config.items()}
     return config
-
-
-def _yaml_loader() -> type:
-    """PyYAML's safe loader, reading ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4`` and
-    would read a learning rate of ``1e-4`` as a string)."""
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(
-            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""",
-            re.X,
-        ),
-        list("-+0123456789."),
-    )
-    return Loader
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML text with :func:`_yaml_loader` (``1e-4`` is a float)."""
-    import yaml
-
-    return yaml.load(text, Loader=_yaml_loader())
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file holding one mapping."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the config ({error})") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({error})") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a training config is a mapping, got {type(data).__name__}")
-    return data
 
 
 # --------------------------------------------------------------------------------- overrides
@@ -574,7 +517,7 @@ def load_config(
 ) -> RunConfig:
     """Read a YAML recipe, apply ``--smoke`` (optional) and then the ``--set`` overrides
     (``"a.b=v"`` strings or a mapping), and parse the result strictly."""
-    data = read_yaml(path)
+    data = read_yaml(path, what="training config")
     if smoke:
         data = apply_smoke(data)
     if isinstance(overrides, Mapping):

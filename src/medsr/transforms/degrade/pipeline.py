@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from medsr.errors import ConfigError
+from medsr.schema import check_keys, read_yaml, required_fields
 from medsr.transforms.degrade.base import (
     Seed,
     Stage,
@@ -133,25 +134,8 @@ def build_stage(config: Mapping[str, Any]) -> Stage:
             f"unknown degradation {name!r}; valid names: {', '.join(sorted(DEGRADATIONS))}"
         )
     cls = DEGRADATIONS[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(params) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"degradation {name!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"valid keys: {', '.join(fields)}"
-        )
-    missing = [
-        f.name
-        for f in fields.values()
-        if f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-        and f.name not in params
-    ]
-    if missing:
-        raise ConfigError(
-            f"degradation {name!r}: missing required key(s) {', '.join(map(repr, missing))}; "
-            f"valid keys: {', '.join(fields)}"
-        )
+    keys = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    check_keys(params, keys, f"degradation {name!r}", required=required_fields(cls))
     return cls(**params)
 
 
@@ -168,15 +152,7 @@ def build_degradation(config: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -
 
 def load_degradation(path: str | Path) -> Degradation:
     """Read a YAML degradation file (a list of stages, or one stage) and build it."""
-    import yaml
-
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the degradation config ({exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    config = read_yaml(path, what="degradation", top=(list, dict))
     try:
         return build_degradation(config)
     except ConfigError as exc:
