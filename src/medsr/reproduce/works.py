@@ -214,6 +214,9 @@ WORK_3 = WorkSpec(
                 "data.patch_size": 128,
                 "data.batch_size": 2,
                 "stages.gan.steps": 1200,
+                # Real-ESRGAN's EMA (0.999) averages over ~1,000 steps: over 1,200 steps the
+                # validated (EMA) weights would still be mostly the random start
+                "train.ema_decay": 0.99,
                 "train.val_every": 400,
                 "train.log_every": 20,
             },
@@ -236,6 +239,10 @@ WORK_3 = WorkSpec(
         "Data: BraTS 2013 FLAIR and T1c of four patients (../shared/data) instead of the 285 "
         "BraTS 2018 T1 volumes; split 80/10/10 by subject instead of 80/20.",
         "Perceptual loss: VGG16 features (the offline weights) for the paper's VGG19.",
+        "NRMSE: the shared BraTS 2013 volumes are z-scored (subtrMeanDivStd) and scored after "
+        "the 0.5/99.5 percentile normalisation, so the background is near 0 and the "
+        "ground-truth mean of a slice is small: our NRMSE (by the mean) is on a different "
+        "scale from the paper's; compare it between methods, not with the paper's column.",
     ),
 )
 
