@@ -428,7 +428,7 @@ class JobManager:
             if job_id is None:
                 return
             try:
-                self._run_job(job_id)
+                self._run(job_id)
             except Exception:  # a bug: keep the worker alive, fail the job visibly
                 log.exception("job %s failed unexpectedly", job_id)
                 self._fail(job_id, "an unexpected error happened (a bug in medsr; see the log)")
@@ -464,78 +464,9 @@ class JobManager:
         return self._model_cache[key]
 
     def _run(self, job_id: str) -> None:
-        from medsr.infer.pipeline import UpscaleOptions, upscale
-
-        with self._lock:
-            record = self._records.get(job_id)
-            image = self._memory.pop(job_id, None)
-        if record is None:  # removed while queued
-            return
-        folder = self.root / job_id
-        start = time.perf_counter()
-        self._update(record, status="running", stage="reading", started_at=time.time())
-        try:
-            if image is None:
-                image = self.read_upload(folder / "upload", record)
-                self._describe_input(record, image)
-            model = self._model(record.model, record.scale)
-
-            def progress(done: int, total: int) -> None:
-                self._update(record, save=False, progress_done=done, progress_total=total)
-
-            self._update(record, stage=f"upscaling with {record.model} x{record.scale}")
-            outcome = self._write_result(folder, record, image, model, progress)
-            result = outcome.result
-            self._update(record, stage="bicubic baseline")
-            baseline = upscale(image, self._model("bicubic", record.scale), UpscaleOptions())
-            self._update(record, stage="writing the views")
-            views = folder / "views"
-            views.mkdir(exist_ok=True)
-            self._update(record, stage="consistency map")
-            consistency = _consistency_views(result, image)
-            for name, array in (
-                ("lr", image.array),
-                ("bicubic", baseline.image.array),
-                ("sr", result.image.array),
-                *consistency.pop("arrays").items(),
-            ):
-                np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
-            self._update(
-                record,
-                status="done",
-                stage="done",
-                finished_at=time.time(),
-                seconds=round(time.perf_counter() - start, 3),
-                fidelity_psnr=float(result.fidelity_psnr),
-                warnings=[w.text for w in outcome.warnings],
-                consistency=consistency,
-                output_shape=list(result.image.array.shape),
-                output_spacing=[round(s, 6) for s in result.image.spacing],
-                result_file=outcome.output.name,
-                output_format=outcome.format,
-                progress_done=record.progress_total,
-            )
-            log.info("job %s done in %.1f s", job_id, record.seconds)
-        except MedsrError as error:
-            self._fail(job_id, _message(error))
-            return
-        shutil.rmtree(folder / "upload", ignore_errors=True)
-
-    # -------------------------------------------------------------- volume jobs
-    def _run_job(self, job_id: str) -> None:
-        """Run a job by its method: in-plane (:meth:`_run`) or a volume method
-        (:meth:`_run_volume`)."""
-        with self._lock:
-            record = self._records.get(job_id)
-        if record is not None and record.method != "in-plane":
-            self._run_volume(job_id)
-        else:
-            self._run(job_id)
-
-    def _run_volume(self, job_id: str) -> None:
-        """A through-plane or self-supervised job: the slice axis of a volume grows. The
-        views and the result are stored as for an in-plane job, so the comparison view and
-        the downloads work alike."""
+        """Run a job by its method (:meth:`_with_model` in-plane or through-plane, or
+        :meth:`_self_supervised`), then store the views (input, bicubic, SR, maps) that the
+        comparison page shows; the result file is written by :meth:`_write_result`."""
         with self._lock:
             record = self._records.get(job_id)
             image = self._memory.pop(job_id, None)
@@ -551,7 +482,8 @@ class JobManager:
             if record.method == "self-supervised":
                 made = self._self_supervised(record, image)
             else:
-                made = self._through_plane(record, image)
+                axis = "through-plane" if record.method == "through-plane" else "in-plane"
+                made = self._with_model(record, image, axis)
             self._update(record, stage="writing the views", progress_fraction=None)
             views = folder / "views"
             views.mkdir(exist_ok=True)
@@ -584,21 +516,22 @@ class JobManager:
             return
         shutil.rmtree(folder / "upload", ignore_errors=True)
 
-    def _through_plane(self, record: JobRecord, image: Image) -> _Made:
-        """The job's 2D model on the planes through the slice axis
-        (``upscale_image(axis="through-plane")``), bicubic the same way, consistency maps
-        and out-of-distribution checks as for in-plane jobs."""
+    def _with_model(self, record: JobRecord, image: Image, axis: str) -> _Made:
+        """The job's 2D model in-plane, or on the planes through the slice axis
+        (``axis="through-plane"``); bicubic the same way, consistency maps and
+        out-of-distribution checks (:func:`medsr.infer.pipeline.run`)."""
         from medsr.infer.pipeline import UpscaleOptions, upscale
 
         model = self._model(record.model, record.scale)
-        options = UpscaleOptions(axis="through-plane", threads=self.threads, overwrite=True)
+        options = UpscaleOptions(axis=axis, threads=self.threads, overwrite=True)
+        how = "through-plane " if axis == "through-plane" else ""
 
         def progress(done: int, total: int) -> None:
             self._update(record, save=False, progress_done=done, progress_total=total)
 
         self._update(
             record,
-            stage=f"upscaling through-plane with {record.model} x{record.scale}",
+            stage=f"upscaling {how}with {record.model} x{record.scale}",
             progress_unit="tiles",
         )
         outcome = self._write_result(self.root / record.id, record, image, model, progress, options)
@@ -738,13 +671,13 @@ class JobManager:
         image: Image,
         model: SRModel | SelfSupervised,
         progress: Callable[..., None],
-        options: UpscaleOptions | None = None,
+        options: UpscaleOptions,
     ) -> Outcome:
         """Super-resolve with ``model`` (a trained model, or the self-supervised method) and
-        write the result in the input's format (:func:`medsr.infer.pipeline.run`; ``options``
-        default: in-plane); a DICOM series (and any DICOM from a zip upload) is zipped. Raises
+        write the result in the input's format (:func:`medsr.infer.pipeline.run` with
+        ``options``); a DICOM series (and any DICOM from a zip upload) is zipped. Raises
         the pipeline's error (an unexpected one to the worker, which logs it)."""
-        from medsr.infer.pipeline import Job, SelfSupervised, UpscaleOptions, run
+        from medsr.infer.pipeline import Job, SelfSupervised, run
 
         if isinstance(model, SelfSupervised):
             stem = f"medsr-{record.id}-self-supervised"
@@ -752,7 +685,6 @@ class JobManager:
             label = re.sub(r"[^A-Za-z0-9_.+-]+", "-", record.model).strip("-.") or "model"
             stem = f"medsr-{record.id}-{label}-x{model.scale}"
         out_dir = folder / "result"
-        options = options or UpscaleOptions(threads=self.threads, overwrite=True)
         job = Job(folder / "upload", Path(stem), out_dir)
         outcome = run(job, model, options, image=image, progress=progress)
         if outcome.exception is not None:
