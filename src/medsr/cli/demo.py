@@ -161,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
     options = UpscaleOptions(
         device="cpu", format=fmt, overwrite=True, description=f"{model.name} x{s} (medsr demo)"
     )
-    stem = f"{name}-sr-{model.name.split(' ')[0].replace('/', '_')}-x{s}"
+    label = model.name.split(" ")[0].replace("/", "_")
+    # a shipped model's name already ends with its scale (medsr-edsr-tiny-x4)
+    stem = f"{name}-sr-{label}" if label.endswith(f"-x{s}") else f"{name}-sr-{label}-x{s}"
     outcome = run_job(Job(lr_path, Path(stem), out), model, options)
     if outcome.exception is not None:
         raise outcome.exception
