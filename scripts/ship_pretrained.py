@@ -6,8 +6,11 @@ Writes ``src/medsr/models/pretrained/NAME/`` with ``config.json`` (the checkpoin
 metadata it was trained with), ``model.safetensors`` (fp16 when the fp16 model's output on the
 bundled samples stays within 0.01 dB PSNR of the fp32 output and above 60 dB against it;
 else fp32) and ``MODEL_CARD.md`` (architecture, data and licences, degradation, recipe and
-command, validation metrics from the benchmark records, intended use, warning).
-Add the entry to ``medsr.models.zoo.PRETRAINED`` by hand.
+command, validation metrics from the benchmark records, intended use, warning) and
+``model.onnx`` (the deployed network exported to ONNX, fp32, checked against the PyTorch
+output within 1e-5: the CPU runs it on ONNX Runtime with no export at start-up).
+``--onnx-only`` rewrites just ``model.onnx`` of a shipped model. Add the entry to
+``medsr.models.zoo.PRETRAINED`` by hand.
 """
 
 from __future__ import annotations
@@ -49,6 +52,24 @@ def _samples() -> list[np.ndarray]:
         rng = np.random.default_rng(0)
         out.append(rng.random((64, 64), dtype=np.float32))
     return out
+
+
+def write_onnx(out: Path) -> float:
+    """Export the shipped model in ``out`` to ``out/model.onnx``; the max difference from its
+    PyTorch output (normalised units). Removes the file and raises if it exceeds 1e-5."""
+    from medsr.infer import load_model
+    from medsr.infer.export import check_onnx, export_onnx
+    from medsr.infer.model_source import DEPLOYED_ONNX
+
+    path = out / DEPLOYED_ONNX
+    model = load_model(out)  # as a folder: the PyTorch form, never a shipped ONNX
+    export_onnx(model, path, overwrite=True)
+    diff = check_onnx(model, load_model(path))
+    if diff > 1e-5:
+        path.unlink()
+        raise SystemExit(f"{path}: ONNX output differs from PyTorch by {diff:.2e} (> 1e-5)")
+    path.chmod(0o644)
+    return diff
 
 
 def fp16_ok(model: torch.nn.Module) -> tuple[bool, float]:
@@ -316,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name")
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "checkpoint", type=Path, nargs="?", help="the trained checkpoint folder (to ship it)"
+    )
     parser.add_argument(
         "--results", type=Path, default=REPO / "benchmarks" / "pretrained" / "records.json"
     )
@@ -324,9 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--card-only", action="store_true", help="rewrite the model card of a shipped model"
     )
+    parser.add_argument(
+        "--onnx-only", action="store_true", help="rewrite model.onnx of a shipped model"
+    )
     parser.add_argument("--note", default="", help="a paragraph added to the card's recipe")
     args = parser.parse_args(argv)
     out = DEST / args.name
+    if args.onnx_only:
+        diff = write_onnx(out)
+        print(f"wrote {out / 'model.onnx'} (max difference from PyTorch {diff:.1e})")
+        return 0
     if args.card_only:
         config = read_config(out)
         records = json.loads(args.results.read_text()) if args.results.is_file() else []
@@ -338,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
         print(f"wrote {out / 'MODEL_CARD.md'}")
         return 0
+    if args.checkpoint is None:
+        parser.error("give the CHECKPOINT folder to ship (or --card-only / --onnx-only)")
     model = load(args.checkpoint)
     config = read_config(args.checkpoint)
     config["metadata"]["training_profile"] = training_profile(config["metadata"])
@@ -357,10 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "model.safetensors").chmod(0o644)
     (out / "fp16_check.json").write_text(json.dumps({"fp16_vs_fp32_psnr_db": fp16_psnr}) + "\n")
     (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+    diff = write_onnx(out)
     size = (out / "model.safetensors").stat().st_size
     print(
         f"wrote {out} ({size / 1e6:.2f} MB, {'fp16' if use_fp16 else 'fp32'}; "
-        f"fp16 PSNR {fp16_psnr:.1f} dB)"
+        f"fp16 PSNR {fp16_psnr:.1f} dB; model.onnx within {diff:.1e} of PyTorch)"
     )
     return 0
 

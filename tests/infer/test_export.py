@@ -169,3 +169,33 @@ def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypa
     with caplog.at_level("WARNING"):
         fallback = upscale_image(image, wrap_module(small_conv(scale=2)))
     assert fallback.runner.startswith("torch") and "running it with PyTorch" in caplog.text
+
+
+def test_shipped_models_run_their_shipped_onnx_at_any_size(monkeypatch, tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    from medsr.infer import load_model
+    from medsr.io import Image
+
+    image = Image(np.random.default_rng(1).random((1, 24, 20), dtype=np.float32), (1, 1, 1))
+    model = load_model("medsr-edsr-tiny-x2")
+    assert model.onnx_file is not None and model.onnx_file.is_file()
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("a shipped model must not be exported at run time")
+
+    monkeypatch.setattr("medsr.infer.export.export_onnx_bytes", no_export)
+    fast = upscale_image(image, model)  # a tiny job: the shipped ONNX, no export
+    assert "onnxruntime" in fast.runner
+    eager = upscale_image(image, model, engine="torch")
+    assert eager.runner.startswith("torch")
+    np.testing.assert_allclose(fast.image.array, eager.image.array, atol=1e-4)
+    monkeypatch.undo()
+    # the same model loaded from its folder path (a user's checkpoint) has no shipped ONNX
+    assert load_model(model.onnx_file.parent).onnx_file is None
+    # an unreadable shipped file falls back to PyTorch with a warning, never a failure
+    broken = load_model("medsr-edsr-tiny-x2")
+    broken.onnx_file = tmp_path / "gone.onnx"
+    with caplog.at_level("WARNING"):
+        result = upscale_image(image, broken)
+    assert result.runner.startswith("torch") and "gone.onnx" in caplog.text
+    np.testing.assert_allclose(result.image.array, eager.image.array, atol=1e-6)

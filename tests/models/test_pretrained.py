@@ -22,7 +22,17 @@ def test_models_are_shipped_and_small():
     total = sum(
         f.stat().st_size for e in PRETRAINED.values() for f in e.folder().iterdir() if f.is_file()
     )
-    assert total < 60e6
+    assert total < 20e6  # issue 16: all shipped weights together under 20 MB
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_onnx_is_the_same_network(name):
+    # model.onnx (run by default on the CPU) must be exported from these very weights
+    pytest.importorskip("onnxruntime")
+    from medsr.infer.export import check_onnx
+
+    folder = PRETRAINED[name].folder()
+    assert check_onnx(load_model(folder), load_model(folder / "model.onnx")) < 1e-5
 
 
 @pytest.mark.parametrize("name", NAMES)

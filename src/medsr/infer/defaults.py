@@ -50,7 +50,7 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 
 FAST_CPU_ENGINES = ("onnxruntime",)
 """The CPU engines tried, in order, for a PyTorch model when no engine is asked for and the job
-is large (:data:`AUTO_ENGINE_PIXELS`): on the 2-core CPU ONNX Runtime ran the shipped x2 model
+is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU ONNX Runtime ran the shipped x2 model
 2.1-2.6x faster than eager PyTorch with the same output within 1e-6 (benchmarks/RESULTS.md,
 "Engines for the shipped fast models"). OpenVINO was a little faster still but is not chosen
 automatically: a test process that had run OpenVINO models crashed (segmentation fault) later
@@ -60,7 +60,8 @@ in unrelated code (torch.compile's first C++ build), so it runs only when asked 
 AUTO_ENGINE_PIXELS = 4_000_000
 """Input pixels from which a job is worth compiling for a faster engine (ONNX export and
 compilation take about 0.5-1.5 s; eager PyTorch needs about 3 s per million input pixels of the
-x2 model on the 2-core CPU): 16 slices of 512 x 512, or one 240 x 240 x 70 volume."""
+x2 model on the 2-core CPU): 16 slices of 512 x 512, or one 240 x 240 x 70 volume. The shipped
+models carry their ONNX export (``model.onnx``), so they run on the fast engine at any size."""
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 AXES = ("in-plane", "through-plane")

@@ -58,6 +58,7 @@ from medsr.transforms.intensity import (
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_SCALE",
+    "DEPLOYED_ONNX",
     "ONNX_METADATA_KEY",
     "NormalisationPolicy",
     "SRModel",
@@ -70,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 ONNX_METADATA_KEY = "medsr"
 """Key of the JSON model description in an exported ONNX file's ``metadata_props``."""
+
+DEPLOYED_ONNX = "model.onnx"
+"""The ONNX export shipped beside a shipped model's ``model.safetensors`` (``onnx_file``)."""
 
 
 # -- normalisation policy -----------------------------------------------------------------------
@@ -195,7 +199,9 @@ class SRModel:
     scale*H, scale*W)``) and ``onnx`` (the bytes of an ONNX file from ``medsr export``) is
     set. ``size_multiple``: input height and width must divide by it (the ONNX runtime pads
     to it; PyTorch RRDBNet x1/x2 pads itself). ``trained`` is False for the interpolation
-    baselines (which need no training).
+    baselines (which need no training). ``onnx_file``: an ONNX export of ``module`` shipped
+    beside its weights (the shipped models; same output within 1e-5): a CPU job with no engine
+    asked for runs it on ONNX Runtime without exporting first.
     """
 
     name: str
@@ -210,6 +216,7 @@ class SRModel:
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     size_multiple: int = 1
+    onnx_file: Path | None = None
     _runners: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -346,6 +353,8 @@ def load_model(spec: str | Path, *, scale: int | None = None) -> SRModel:
         entry = PRETRAINED[text]
         model = _load_checkpoint(entry.folder(), scale=scale)
         model.name = text
+        deployed = entry.folder() / DEPLOYED_ONNX
+        model.onnx_file = deployed if deployed.is_file() else None
         return model
     if text in GENERATORS:
         return _load_table(text, scale)
