@@ -10,7 +10,8 @@ For one set of weights (default: the shipped ``fast`` model at ``--scale``):
   interleaved to spread the load of other jobs) on a 256 x 256 and a 512 x 512 input, for
   the plain eager PyTorch call of the training form (unfused, ``torch.no_grad``, the baseline),
   the same in the deploy form (fused), medsr's default path (``super_resolve_stack`` with the
-  default runner and automatic tiles: what ``medsr upscale`` runs per slice), medsr's
+  default runner and automatic tiles: what ``medsr upscale`` runs per slice; for a shipped
+  model on the CPU that is ONNX Runtime on its shipped ``model.onnx``), medsr's
   ONNX Runtime and OpenVINO engines, and ONNX Runtime and OpenVINO called directly on the
   same exported ONNX graph. Each output's largest difference from the baseline is reported
   (in [0, 1] units).
@@ -69,7 +70,7 @@ def variants(name: str, scale: int, threads: int) -> tuple[str, dict[str, Callab
     out["plain eager, training form (baseline)"] = eager(training_form)
     out["plain eager, deployed (fused)"] = eager(deployed)
     runner = get_runner(model, device="cpu", threads=threads)
-    out["medsr default path (torch, automatic tiles)"] = lambda x: super_resolve_stack(
+    out[f"medsr default path ({runner.engine}, automatic tiles)"] = lambda x: super_resolve_stack(
         x, runner, model
     )
     ort_runner = get_runner(model, engine="onnxruntime", device="cpu", threads=threads)
