@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -180,11 +181,13 @@ def ood_section(meta: dict) -> list[str]:
 
 def _terms(datasets: list[dict]) -> str:
     """What the training data's licences demand of the weights, from the licence texts."""
-    noncommercial = [d["name"] for d in datasets if "NC" in str(d.get("license", ""))]
+    # licence names as words ("UNCR" in a file name is not NC)
+    nc = re.compile(r"\bBY-NC\b|\bNC\b|non-commercial", re.IGNORECASE)
+    noncommercial = [d["name"] for d in datasets if nc.search(str(d.get("license", "")))]
     research = [d["name"] for d in datasets if "research use" in str(d.get("license", ""))]
     parts = []
     if noncommercial:
-        share = any("SA" in str(d.get("license", "")) for d in datasets)
+        share = any(re.search(r"-SA\b", str(d.get("license", ""))) for d in datasets)
         parts.append(
             f"{', '.join(noncommercial)} carry non-commercial licences, so treat the weights as "
             "**non-commercial" + (", share-alike**" if share else "**")

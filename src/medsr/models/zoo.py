@@ -117,6 +117,15 @@ class PretrainedWeights:
 
 _DATA = "spine MRI, brain MRI (BraTS 2013), chest CT (Lung-PET-CT-Dx), chest X-ray (NIH)"
 _LICENSE = "weights: MIT (medsr); trained on data incl. BraTS (CC BY-NC-SA 3.0): see the model card"
+_DATA_ALL = (
+    "spine MRI, brain MRI (BraTS 2013, child MPRAGE, PD and TOF), cardiac MRI, head and chest CT, "
+    "chest X-ray (NIH, pydicom-data CR); stroke, thick-slice brain, body CT and COVID-Net "
+    "radiographs kept out as the external test set"
+)
+_LICENSE_ALL = (
+    "weights: MIT (medsr); trained on data incl. BraTS (CC BY-NC-SA 3.0) and PD/TOF (CC BY-NC "
+    "4.0): non-commercial, see the model card"
+)
 
 # Weights shipped with medsr (each folder has its MODEL_CARD.md), listed by ``medsr models``
 # and loaded by name with ``medsr.infer.load_model(name)``.
@@ -142,6 +151,17 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         license=_LICENSE,
         path="medsr-edsr-tiny-x4",
         tag="fast",
+    ),
+    "medsr-edsr-quality-x4": PretrainedWeights(
+        name="medsr-edsr-quality-x4",
+        arch="edsr",
+        scale=4,
+        in_channels=1,
+        description="EDSR (8 blocks, 64 features, bicubic skip), L1, every modality; quality first",
+        training_data=_DATA_ALL,
+        license=_LICENSE_ALL,
+        path="medsr-edsr-quality-x4",
+        tag="quality",
     ),
 }
 
