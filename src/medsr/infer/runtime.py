@@ -160,6 +160,10 @@ def ensemble(runner: Runner) -> Runner:
     )
 
 
+_FAST_FAILED = ("fast engine failed",)
+"""Key in ``SRModel._runners`` marking that the automatic fast engine could not take the model."""
+
+
 def get_runner(
     model: SRModel,
     *,
@@ -191,6 +195,8 @@ def get_runner(
         work_pixels is not None and work_pixels >= AUTO_ENGINE_PIXELS
     )
     fast_ok = worth and engine is None and model.module is not None and precision == "fp32"
+    # a failed export or load is not retried (nor warned about again) for every later job
+    fast_ok = fast_ok and _FAST_FAILED not in model._runners
     if fast_ok and not (channels_last or compile) and resolve_device(device).type == "cpu":
         for fast in filter(_installed, FAST_CPU_ENGINES):
             try:
@@ -201,6 +207,7 @@ def get_runner(
                 logger.warning(
                     "%s cannot run %s (%s); running it with PyTorch", fast, model.name, error
                 )
+                model._runners[_FAST_FAILED] = True
                 break
     engine = engine or model.engine
     if engine not in ENGINES:
