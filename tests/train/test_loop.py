@@ -298,3 +298,46 @@ def test_resume_removes_the_temporary_files_of_killed_writes(tmp_path):
     kept.write_text("mine")
     assert train(parse_config(tiny_config()), out_dir=tmp_path, resume=True, **datasets()).finished
     assert [path for path in stale if path.exists()] == [] and kept.exists()
+
+
+def test_init_generator_from_another_scale_copies_what_fits(tmp_path, caplog):
+    from medsr.models import EDSR, save
+    from medsr.train.loop import Trainer
+
+    source = EDSR(scale=4, num_features=8, num_blocks=1)
+    torch.nn.init.normal_(source.head.weight)  # recognisable weights
+    save(source, tmp_path / "x4")
+    config = parse_config(tiny_config(**{"model.init_generator": str(tmp_path / "x4")}))
+    with caplog.at_level("INFO", logger="medsr.train.loop"):
+        trainer = Trainer(config, out_dir=tmp_path / "run", **datasets())
+    own = trainer.generator.state_dict()
+    # x2 holds the x4 model's first sub-pixel step; every tensor fits and is copied
+    for name, tensor in own.items():
+        assert torch.equal(tensor, source.state_dict()[name]), name
+    assert "tensors copied" in caplog.text and "x4 model" in caplog.text
+
+    # the other way round the second sub-pixel step of x4 starts fresh
+    save(trainer.generator, tmp_path / "x2")
+    config = parse_config(
+        tiny_config(
+            **{
+                "model.init_generator": str(tmp_path / "x2"),
+                "model.generator.params.scale": 4,
+                "data.degradation": [{"name": "bicubic", "scale": 4}],
+            }
+        )
+    )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="medsr.train.loop"):
+        trainer = Trainer(config, out_dir=tmp_path / "run4", **datasets())
+    assert torch.equal(trainer.generator.head.weight, source.head.weight)
+    assert "initialised afresh: upsample.2.bias, upsample.2.weight" in caplog.text
+
+
+def test_init_generator_must_be_the_same_architecture(tmp_path):
+    from medsr.models import EDSR, save
+
+    save(EDSR(scale=2, num_features=16, num_blocks=1), tmp_path / "other")
+    config = parse_config(tiny_config(**{"model.init_generator": str(tmp_path / "other")}))
+    with pytest.raises(ConfigError, match="only the scale may differ"):
+        train(config, out_dir=tmp_path / "run", **datasets())

@@ -87,7 +87,8 @@ class ModelSpec:
 @dataclass(frozen=True)
 class ModelConfig:
     """``generator`` (required), ``discriminator`` (needed by adversarial stages), and
-    ``init_generator``: a medsr checkpoint folder whose weights start the first stage."""
+    ``init_generator``: a medsr checkpoint folder whose weights start the first stage (same
+    architecture and hyper-parameters; its scale may differ: the tensors that fit are copied)."""
 
     generator: ModelSpec
     discriminator: ModelSpec | None = None

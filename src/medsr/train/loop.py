@@ -397,15 +397,40 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _load_init(self, path: str) -> None:
+        """Start the generator from the checkpoint at ``path``: the same architecture and
+        hyper-parameters, except that the scale may differ (EDSR's practice of starting x4
+        from x2): then every tensor whose name and shape match is copied and the others (a
+        scale's extra sub-pixel step) keep their initialisation, as the log says."""
         source = load(path)
-        if type(source) is not type(self.generator) or source.hparams() != self.generator.hparams():
+        own = {k: v for k, v in self.generator.hparams().items() if k != "scale"}
+        theirs = {k: v for k, v in source.hparams().items() if k != "scale"}
+        if type(source) is not type(self.generator) or own != theirs:
             raise ConfigError(
                 f"model.init_generator {path} holds a {type(source).__name__} "
                 f"{source.hparams()}, not the configured {type(self.generator).__name__} "
-                f"{self.generator.hparams()}"
+                f"{self.generator.hparams()} (only the scale may differ)"
             )
-        self.generator.load_state_dict(source.state_dict())
-        logger.info("generator initialised from %s", path)
+        if source.scale == self.generator.scale:
+            self.generator.load_state_dict(source.state_dict())
+            logger.info("generator initialised from %s", path)
+            return
+        target = self.generator.state_dict()
+        copied = {
+            name: tensor
+            for name, tensor in source.state_dict().items()
+            if name in target and target[name].shape == tensor.shape
+        }
+        self.generator.load_state_dict(copied, strict=False)
+        fresh = sorted(set(target) - set(copied))
+        logger.info(
+            "generator initialised from the x%d model %s: %d of %d tensors copied; "
+            "initialised afresh: %s",
+            source.scale,
+            path,
+            len(copied),
+            len(target),
+            ", ".join(fresh) or "none",
+        )
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         differences = config_differences(state["config"], to_dict(self.config))
