@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from medsr.models import build_generator, load, save
+from medsr.models.layers import scale_steps
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -33,3 +34,42 @@ def test_global_skip_uses_the_centre_slice_in_2_5d() -> None:
     expected = F.interpolate(lr[:, 1:2], scale_factor=2, mode="bicubic", align_corners=False)
     with torch.no_grad():
         assert torch.equal(model(lr), expected)
+
+
+def _randomise(model: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+@pytest.mark.parametrize("global_skip", [False, True])
+@pytest.mark.parametrize(
+    ("cin", "cout", "size"), [(1, None, (13, 10)), (3, 1, (2, 5)), (2, None, (1, 1))]
+)
+def test_fused_edsr_equals_the_training_form(scale, global_skip, cin, cout, size) -> None:
+    params = {"scale": scale, "num_features": 8, "num_blocks": 2, "global_skip": global_skip}
+    model = build_generator("edsr", {**params, "in_channels": cin, "out_channels": cout}).eval()
+    _randomise(model)  # the skip's zero-started tail would hide a wrong fold
+    lr = torch.rand(2, cin, *size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        trained = model(lr)
+        assert model.fuse() is model and model.fuse() is model  # idempotent
+        deployed = model(lr)
+    assert deployed.shape == trained.shape == (2, cout or cin, size[0] * scale, size[1] * scale)
+    assert (trained - deployed).abs().max() < 1e-5
+    # the last sub-pixel step's convolution is merged into the 5x5 one
+    assert len(model.upsample) == 2 * (len(scale_steps(scale)) - 1)
+    assert model.merged.kernel_size == (5, 5)
+
+
+def test_bicubic_phases_match_pytorch_everywhere() -> None:
+    from medsr.models.edsr import _bicubic_phases
+
+    lr = torch.rand(1, 1, 7, 9, generator=torch.Generator().manual_seed(3))
+    for scale in (2, 3, 4):
+        conv = _bicubic_phases(scale, 1)
+        ours = F.pixel_shuffle(conv(F.pad(lr, (2,) * 4, mode="replicate")), scale)
+        theirs = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
+        assert (ours - theirs).abs().max() < 1e-6

@@ -30,9 +30,19 @@ def test_shipped_onnx_is_the_same_network(name):
     # model.onnx (run by default on the CPU) must be exported from these very weights
     pytest.importorskip("onnxruntime")
     from medsr.infer.export import check_onnx
+    from medsr.infer.runtime import get_runner
+    from medsr.models import load
 
     folder = PRETRAINED[name].folder()
     assert check_onnx(load_model(folder), load_model(folder / "model.onnx")) < 1e-5
+    # the deploy form in the file computes what the trained (unfused) network does
+    onnx = get_runner(load_model(folder / "model.onnx"), engine="onnxruntime", device="cpu")
+    x = torch.rand(
+        2, PRETRAINED[name].in_channels, 41, 30, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        trained = load(folder).eval()(x)
+    assert torch.from_numpy(np.asarray(onnx(x))).sub(trained).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("name", NAMES)

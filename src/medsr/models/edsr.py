@@ -4,10 +4,17 @@ scaling 0.1)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medsr.models.layers import Generator, MeanShift, PixelShuffleUpsampler, check_positive
+from medsr.models.layers import (
+    Generator,
+    MeanShift,
+    PixelShuffleUpsampler,
+    centre_channels,
+    check_positive,
+)
 
 __all__ = ["EDSR", "EDSRFull"]
 
@@ -78,19 +85,138 @@ class EDSR(Generator):
         if global_skip:
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
+        self.fused = False
 
     def forward(self, lr: Tensor) -> Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, scale*H, scale*W)."""
         feat = self.head(self.sub_mean(lr))
         feat = feat + self.body(feat)
+        if self.fused:
+            out = self._phases(self.upsample(feat))  # the phases of the last sub-pixel step
+            if not self.global_skip:
+                return F.pixel_shuffle(out, self.last_step)
+            # the bicubic phases of the whole scale, from the input resolution
+            up = self.skip(
+                F.pad(centre_channels(lr, self.out_channels), (2,) * 4, mode="replicate")
+            )
+            if self.last_step == self.scale:  # one step: add the phases, shuffle once
+                return F.pixel_shuffle(out + up, self.scale)
+            return F.pixel_shuffle(out, self.last_step) + F.pixel_shuffle(up, self.scale)
         out = self.tail(self.upsample(feat))
         if not self.global_skip:
             return self.add_mean(out)
-        if self.out_channels != self.in_channels:
-            centre = self.in_channels // 2
-            lr = lr[:, centre : centre + 1]
-        up = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        up = F.interpolate(
+            centre_channels(lr, self.out_channels),
+            scale_factor=self.scale,
+            mode="bicubic",
+            align_corners=False,
+        )
         return up + out
+
+    def _phases(self, feat: Tensor) -> Tensor:
+        """Deploy form: the last sub-pixel convolution and the folded last convolution as
+        one 5x5 convolution; its outermost ring of pixels, where the zero padding between the
+        two differs, recomputed from strips three pixels wide by the two convolutions."""
+        out = self.merged(feat)
+
+        def exact(strip: Tensor) -> Tensor:
+            return self.tail(self.last_conv(strip))
+
+        out = torch.cat([exact(feat[..., :3])[..., :1], out[..., 1:]], dim=-1)
+        out = torch.cat([out[..., :-1], exact(feat[..., -3:])[..., -1:]], dim=-1)
+        out = torch.cat([exact(feat[..., :3, :])[..., :1, :], out[..., 1:, :]], dim=-2)
+        return torch.cat([out[..., :-1, :], exact(feat[..., -3:, :])[..., -1:, :]], dim=-2)
+
+    @torch.no_grad()
+    def fuse(self) -> EDSR:
+        """Switch to the deploy form in place (same output within float rounding); returns
+        self. Nothing is computed at the high resolution any more:
+
+        - the last convolution, which ran on the pixel-shuffled map, becomes a convolution
+          on the map before the last shuffle, with one output channel per sub-pixel phase
+          (exact: the zero padding is the same pixels);
+        - with the last sub-pixel convolution before it (no activation between them) it
+          becomes one 5x5 convolution from the features to the phases (a tenth of the
+          multiply-adds of the two); only the outermost ring of pixels, where the two
+          convolutions' zero padding differs from one 5x5's, is recomputed by the pair;
+        - the bicubic skip becomes a fixed 5x5 convolution of the replicate-padded input
+          with one output per phase (PyTorch's bicubic clamps indices at the border, which
+          is replicate padding), added before the shuffle;
+        - the output mean (no skip) goes into the last bias.
+
+        Training after fusing is not supported (the deploy form is for inference).
+        """
+        if self.fused:
+            return self
+        last_conv, shuffle = self.upsample[-2], self.upsample[-1]
+        step = int(shuffle.upscale_factor)
+        phases = step * step
+        weight = self.tail.weight  # (out, F, 3, 3) on the shuffled map
+        out_ch, feats = weight.shape[:2]
+        folded = torch.zeros(out_ch * phases, feats * phases, 3, 3, dtype=weight.dtype)
+        for py in range(step):
+            for px in range(step):
+                rows = torch.arange(out_ch) * phases + py * step + px
+                for ky in range(3):
+                    for kx in range(3):
+                        dy, i = divmod(py + ky - 1, step)
+                        dx, j = divmod(px + kx - 1, step)
+                        cols = torch.arange(feats) * phases + i * step + j
+                        folded[rows[:, None], cols[None, :], dy + 1, dx + 1] = weight[:, :, ky, kx]
+        tail = nn.Conv2d(feats * phases, out_ch * phases, 3, padding=1)
+        tail.weight.copy_(folded)
+        bias = self.tail.bias.repeat_interleave(phases)
+        tail.bias.copy_(bias if self.global_skip else bias + self.mean)
+        self.tail = tail.to(weight.device)
+        self.last_conv = last_conv
+        self.merged = _compose(last_conv, self.tail)
+        self.upsample = nn.Sequential(*list(self.upsample)[:-2])
+        self.last_step = step
+        if self.global_skip:
+            self.skip = _bicubic_phases(self.scale, self.out_channels).to(weight.device)
+        self.fused = True
+        return self
+
+
+def _compose(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
+    """The 5x5 convolution (padding 2) equal to two 3x3 ones (padding 1) in a row, away from
+    the outermost ring of pixels; computed in float64."""
+    w1, w2 = first.weight.double(), second.weight.double()
+    kernel = torch.zeros(w2.shape[0], w1.shape[1], 5, 5, dtype=torch.float64)
+    for ky in range(3):
+        for kx in range(3):
+            for ly in range(3):
+                for lx in range(3):
+                    kernel[:, :, ky + ly, kx + lx] += w2[:, :, ky, kx] @ w1[:, :, ly, lx]
+    bias = second.bias.double() + torch.einsum("ocij,c->o", w2, first.bias.double())
+    conv = nn.Conv2d(w1.shape[1], w2.shape[0], 5, padding=2).to(first.weight.device)
+    conv.weight.data.copy_(kernel)
+    conv.bias.data.copy_(bias)
+    return conv
+
+
+def _bicubic_phases(scale: int, channels: int) -> nn.Conv2d:
+    """PyTorch's bicubic upsampling by ``scale`` (align_corners=False) as a fixed 5x5
+    convolution of the input padded by 2 (replicate), one output per channel and sub-pixel
+    phase, in the order of ``pixel_shuffle(.., scale)``.
+
+    The taps are read off PyTorch's own interpolation of a 1D impulse (bicubic is separable
+    and, away from the borders, shift invariant), so they match its arithmetic exactly.
+    """
+    impulse = torch.zeros(1, 1, 1, 16, dtype=torch.float64)
+    impulse[..., 8] = 1.0
+    line = F.interpolate(impulse, size=(1, 16 * scale), mode="bicubic", align_corners=False)
+    taps = torch.zeros(scale, 5, dtype=torch.float64)  # phase p, input offset d (-2..2)
+    for p in range(scale):
+        for d in range(-2, 3):
+            # output pixel scale*k + p reads input k + d; the impulse is at input 8
+            taps[p, d + 2] = line[0, 0, 0, scale * (8 - d) + p]
+    phases = scale * scale
+    conv = nn.Conv2d(channels, channels * phases, 5, bias=False, groups=channels)
+    kernel = torch.einsum("ai,bj->abij", taps, taps).reshape(phases, 1, 5, 5)
+    conv.weight.data.copy_(kernel.repeat(channels, 1, 1, 1).float())
+    conv.weight.requires_grad_(False)
+    return conv
 
 
 class EDSRFull(EDSR):
