@@ -6,8 +6,10 @@
 
 For one set of weights (default: the shipped ``fast`` model at ``--scale``):
 
-* **slices**: median seconds per call (``--repeats`` calls after a warm-up, variants
-  interleaved to spread the load of other jobs) on a 256 x 256 and a 512 x 512 input, for
+* **slices**: median seconds per call (each variant in its own block: two warm-up calls,
+  then ``--repeats`` calls; interleaving the variants, as this script did before, let one
+  runtime's spinning worker threads slow the next one's call) on a 256 x 256 and a 512 x 512
+  input, for
   the plain eager PyTorch call of the training form (unfused, ``torch.no_grad``, the baseline),
   the same in the deploy form (fused), medsr's default path (``super_resolve_stack`` with the
   default runner and automatic tiles: what ``medsr upscale`` runs per slice; for a shipped
@@ -111,17 +113,17 @@ def time_slices(
 ) -> dict[str, tuple[float, float]]:
     x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(size))
     reference = calls[next(iter(calls))](x)
-    for fn in calls.values():
-        fn(x)  # warm-up: first-shape planning, allocations
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    diffs: dict[str, float] = {}
-    for _ in range(repeats):
-        for label, fn in calls.items():
+    results: dict[str, tuple[float, float]] = {}
+    for label, fn in calls.items():
+        for _ in range(2):
+            y = fn(x)  # warm-up: first-shape planning, allocations, threads awake
+        times = []
+        for _ in range(repeats):
             start = time.perf_counter()
-            y = fn(x)
-            times[label].append(time.perf_counter() - start)
-            diffs[label] = float((y - reference).abs().max())
-    return {k: (statistics.median(v), diffs[k]) for k, v in times.items()}
+            fn(x)
+            times.append(time.perf_counter() - start)
+        results[label] = (statistics.median(times), float((y - reference).abs().max()))
+    return results
 
 
 def time_volume(path: Path, name: str, scale: int, threads: int) -> tuple[float, str]:

@@ -24,7 +24,9 @@ of 4. LR = antialiased bicubic downsampling (``medsr.transforms.degrade.bicubic`
 x4. Outputs are clamped to [0, 1]. PSNR and SSIM (``medsr.metrics``, data range 1, which for
 these affine normalisers equals PSNR in physical units over the normaliser's window) are
 computed after shaving ``scale`` border pixels. GMSD (``medsr.metrics.gmsd``, lower is
-better) is the perceptual index: LPIPS weights cannot be had offline.
+better) is the perceptual index: LPIPS weights cannot be had offline. Consistency (issue 16:
+every model at least bicubic's) is the PSNR of the output degraded again by the same
+antialiased bicubic operator against the LR input (whole image, outputs clamped).
 
 Real-ESRGAN x4plus (``../shared/data/weights/RealESRGAN_x4plus.safetensors``; grey repeated
 over RGB, output averaged back to grey; at x2 its x4 output is resized down by 2 with
@@ -260,6 +262,15 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
     }
 
 
+def consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
+    """PSNR (dB) of the clamped output degraded again (antialiased bicubic) against the LR."""
+    from medsr.metrics import psnr
+    from medsr.transforms.degrade import bicubic
+
+    again = bicubic(sr.clamp(0, 1).double(), scale, antialias=True)
+    return float(psnr(again, lr.double(), data_range=1.0)[0])
+
+
 def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
     from medsr.transforms.degrade import bicubic
 
@@ -270,7 +281,11 @@ def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
         sr = fn(lr)
         seconds = time.perf_counter() - t0
         outs[method] = sr.clamp(0, 1)
-        scores[method] = {"seconds": seconds, **score(sr, hr, scale)}
+        scores[method] = {
+            "seconds": seconds,
+            **score(sr, hr, scale),
+            "consistency": consistency(sr, lr, scale),
+        }
     return {"outs": outs, "scores": scores}
 
 
@@ -373,6 +388,40 @@ def gains(records: list[dict]) -> list[str]:
         dp = _mean([r["psnr"] - base[(scale, set_name, r["image"])]["psnr"] for r in sel])
         ds = _mean([r["ssim"] - base[(scale, set_name, r["image"])]["ssim"] for r in sel])
         lines.append(f"| x{scale} | {method} | {set_name} | {dp:+.2f} | {ds:+.4f} |")
+    return lines
+
+
+def consistency_table(records: list[dict]) -> list[str]:
+    """Per scale and set: mean consistency (dB) of every method on the Real-ESRGAN subset
+    crops (where every method ran) and, for the methods that ran everywhere, on all images."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    lines = [
+        "| scale | set | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for scale in sorted({r["scale"] for r in records}):
+        for set_name in dict.fromkeys(r["set"] for r in records if r["scale"] == scale):
+            cells = []
+            for m in methods:
+                sel = [
+                    r
+                    for r in records
+                    if (r["scale"], r["set"], r["method"]) == (scale, set_name, m)
+                    and not r["esrgan_subset"]
+                ]
+                sub = [
+                    r
+                    for r in records
+                    if (r["scale"], r["set"], r["method"]) == (scale, set_name, m)
+                    and r["esrgan_subset"]
+                ]
+                if sel:
+                    cells.append(f"{_mean([r['consistency'] for r in sel]):.1f}")
+                elif sub:
+                    cells.append(f"{_mean([r['consistency'] for r in sub]):.1f} (crops)")
+                else:
+                    cells.append("-")
+            lines.append(f"| x{scale} | {set_name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -501,6 +550,12 @@ def main(argv: list[str] | None = None) -> int:
         "Gains over bicubic (all images):",
         "",
         *gains(records),
+        "",
+        "Consistency: PSNR (dB) of the output degraded again by the same antialiased bicubic "
+        "against the LR input (higher = closer to the input; all images, Real-ESRGAN on its "
+        "crops):",
+        "",
+        *consistency_table(records),
         "",
         "Speed (whole 512 x 512 output, one call, CPU):",
         "",

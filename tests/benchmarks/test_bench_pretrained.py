@@ -49,5 +49,7 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     assert len({r["image"] for r in records if r["set"].startswith("MRI")}) == 2
     assert {r["method"] for r in records} == {"bicubic", "medsr-edsr-tiny-x2"}
     assert all(r["psnr"] > 20 and 0 < r["ssim"] <= 1 for r in records)
+    assert all(r["consistency"] > 20 for r in records)
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count(bench.HEADING) == 1 and "medsr-edsr-tiny-x2 PSNR" in text
+    assert "| x2 | MRI T1 (stroke, external) | " in text.split("Consistency:")[1]
