@@ -438,8 +438,8 @@ def speed(models: dict, repeats: int = 5) -> list[str]:
             times.append(time.perf_counter() - t0)
         n = sum(p.numel() for p in module.parameters())
         lines.append(
-            f"- `{label}` (x{scale}, {n:,} parameters): 512 x 512 output in "
-            f"{statistics.median(times):.3f} s (median of {repeats}, "
+            f"- `{label}` (x{scale}, {n:,} parameters in the deploy form): 512 x 512 output in "
+            f"{statistics.median(times):.3f} s (eager PyTorch, median of {repeats}, "
             f"{torch.get_num_threads()} threads)"
         )
     return lines

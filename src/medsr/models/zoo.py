@@ -163,6 +163,18 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         path="medsr-edsr-quality-x4",
         tag="quality",
     ),
+    "medsr-edsr-quality-x2": PretrainedWeights(
+        name="medsr-edsr-quality-x2",
+        arch="edsr",
+        scale=2,
+        in_channels=1,
+        description="EDSR (8 blocks, 64 features, bicubic skip), L1, every modality, started "
+        "from the quality x4 weights; quality first",
+        training_data=_DATA_ALL,
+        license=_LICENSE_ALL,
+        path="medsr-edsr-quality-x2",
+        tag="quality",
+    ),
 }
 
 
