@@ -203,3 +203,35 @@ def test_runners_do_not_change_the_shared_module(small_conv):
     get_runner(model, device="cpu", channels_last=True)
     weights = [p for p in model.module.parameters() if p.ndim == 4]
     assert all(w.is_contiguous() and w.device.type == "cpu" for w in weights)
+
+
+@pytest.mark.parametrize(("engine", "inside"), [("onnxruntime", 1), ("openvino", 1), ("torch", 2)])
+def test_glue_around_an_outside_runtime_runs_on_one_torch_thread(engine, inside):
+    # PyTorch's spinning OpenMP threads took the cores from ONNX Runtime's next call
+    from medsr.infer.runtime import Runner
+    from medsr.infer.upscale import super_resolve_stack
+
+    seen = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    model = load_model("bicubic", scale=2)
+    runner = Runner(fn, 2, 1, torch.device("cpu"), "fp32", engine, engine)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = super_resolve_stack(torch.rand(3, 1, 8, 8), runner, model, tile=0)
+        assert out.shape == (3, 1, 16, 16) and seen and set(seen) == {inside}
+        assert torch.get_num_threads() == 2  # restored
+
+        def broken(x: torch.Tensor) -> torch.Tensor:
+            raise InferenceError("boom")
+
+        runner.fn = broken
+        with pytest.raises(InferenceError):
+            super_resolve_stack(torch.rand(1, 1, 8, 8), runner, model, tile=0)
+        assert torch.get_num_threads() == 2  # restored after an error too
+    finally:
+        torch.set_num_threads(before)

@@ -30,7 +30,7 @@ from medsr.infer.defaults import (
 )
 from medsr.infer.model_source import SRModel, load_model, wrap_module
 from medsr.infer.planes import through_plane
-from medsr.infer.runtime import Runner, get_runner
+from medsr.infer.runtime import Runner, get_runner, glue_threads
 from medsr.infer.safety import ConsistencyOptions, Projection, back_project
 from medsr.infer.tiling import plan_tiles, tiled_apply
 from medsr.io.image import Image
@@ -163,6 +163,30 @@ def super_resolve_stack(
     (:func:`auto_batch_size`), so many small planes share a call while large tiles go
     one at a time.
     """
+    with glue_threads(runner):
+        return _super_resolve_stack(
+            stack,
+            runner,
+            model,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            reduce=reduce,
+            on_batch=on_batch,
+        )
+
+
+def _super_resolve_stack(
+    stack: Tensor,
+    runner: Runner,
+    model: SRModel,
+    *,
+    tile: int | None,
+    overlap: int,
+    batch_size: int | None,
+    reduce: Callable[[Tensor], Tensor] | None,
+    on_batch: Callable[[int], None] | None,
+) -> Tensor:
     if stack.ndim != 4:
         raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
     n, c = stack.shape[:2]
