@@ -219,7 +219,7 @@ def network(module: torch.nn.Module) -> Method:
 
 
 def realesrgan(scale: int) -> Method | None:
-    if not ESRGAN.is_file():
+    if not ESRGAN.is_file() or 4 % scale:  # x3: no integer resize from its x4 output
         return None
     from medsr.models import load_official_esrgan
     from medsr.transforms.degrade import bicubic
@@ -274,6 +274,8 @@ def consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
 def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
     from medsr.transforms.degrade import bicubic
 
+    h, w = hr.shape[-2:]
+    hr = hr[..., : h - h % scale, : w - w % scale]  # x3: the images are multiples of 4
     lr = bicubic(hr, scale, antialias=True)
     outs, scores = {}, {}
     for method, fn in methods.items():
