@@ -62,6 +62,8 @@ def test_fused_edsr_equals_the_training_form(scale, global_skip, cin, cout, size
     # the last sub-pixel step's convolution is merged into the 5x5 one
     assert len(model.upsample) == 2 * (len(scale_steps(scale)) - 1)
     assert model.merged.kernel_size == (5, 5)
+    with pytest.raises(RuntimeError, match="deploy form"):
+        model.train()(lr)  # training the deploy form would train two copies of one layer
 
 
 def test_bicubic_phases_match_pytorch_everywhere() -> None:

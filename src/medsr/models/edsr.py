@@ -92,6 +92,11 @@ class EDSR(Generator):
         feat = self.head(self.sub_mean(lr))
         feat = feat + self.body(feat)
         if self.fused:
+            if self.training and torch.is_grad_enabled():
+                raise RuntimeError(
+                    "this EDSR is in its deploy form (fuse()), which is for inference only: "
+                    "train the model as loaded by medsr.models.load, not by load_model"
+                )
             out = self._phases(self.upsample(feat))  # the phases of the last sub-pixel step
             if not self.global_skip:
                 return F.pixel_shuffle(out, self.last_step)
