@@ -116,6 +116,10 @@ def metrics_table(name: str, scale: int, records: list[dict]) -> list[str]:
             f"| {set_name} | {len(mine)} | {bp:.2f} / {bs:.4f} | {p:.2f} / {s:.4f} | "
             f"{p - bp:+.2f} / {s - bs:+.4f} |"
         )
+    if not any(
+        r["scale"] == scale and r["method"] == "Real-ESRGAN x4plus" for r in records
+    ):  # x3: its x4 output has no integer resize
+        return [*lines, "", f"Real-ESRGAN x4plus is not compared at x{scale}."]
     lines += [
         "",
         "Against Real-ESRGAN x4plus (centre 192 x 192 crops of 2 images per set, the same "

@@ -23,7 +23,7 @@ def test_models_lists_both_tables_with_counts(capsys):
     from medsr.models import PRETRAINED
 
     assert [p["key"] for p in data["pretrained"]] == list(PRETRAINED)
-    assert all(p["scale"] in (2, 4) and p["license"] for p in data["pretrained"])
+    assert all(p["scale"] in (2, 3, 4) and p["license"] for p in data["pretrained"])
 
 
 def test_models_text_and_scale_without_support(capsys):

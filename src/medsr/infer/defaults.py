@@ -5,7 +5,11 @@ from __future__ import annotations
 DEFAULT_SCALE = 2
 """Scale for models that can do any scale (interpolation) when none is given."""
 
-DEFAULT_MODELS: dict[int, str] = {2: "medsr-edsr-tiny-x2", 4: "medsr-edsr-tiny-x4"}
+DEFAULT_MODELS: dict[int, str] = {
+    2: "medsr-edsr-tiny-x2",
+    3: "medsr-edsr-tiny-x3",
+    4: "medsr-edsr-tiny-x4",
+}
 """The model ``medsr upscale`` and ``medsr demo`` use at each scale when none is given: the
 shipped ``medsr.models.PRETRAINED`` model that scored best on the validation benchmark
 (benchmarks/RESULTS.md, "Pretrained models (issue 9)")."""

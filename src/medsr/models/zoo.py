@@ -152,6 +152,18 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         path="medsr-edsr-tiny-x4",
         tag="fast",
     ),
+    "medsr-edsr-tiny-x3": PretrainedWeights(
+        name="medsr-edsr-tiny-x3",
+        arch="edsr",
+        scale=3,
+        in_channels=1,
+        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1, every modality, "
+        "started from the tiny x2 weights; fast on a CPU",
+        training_data=_DATA_ALL,
+        license=_LICENSE_ALL,
+        path="medsr-edsr-tiny-x3",
+        tag="fast",
+    ),
     "medsr-edsr-quality-x4": PretrainedWeights(
         name="medsr-edsr-quality-x4",
         arch="edsr",
