@@ -163,72 +163,49 @@ def super_resolve_stack(
     (:func:`auto_batch_size`), so many small planes share a call while large tiles go
     one at a time.
     """
-    with glue_threads(runner):
-        return _super_resolve_stack(
-            stack,
-            runner,
-            model,
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            reduce=reduce,
-            on_batch=on_batch,
-        )
-
-
-def _super_resolve_stack(
-    stack: Tensor,
-    runner: Runner,
-    model: SRModel,
-    *,
-    tile: int | None,
-    overlap: int,
-    batch_size: int | None,
-    reduce: Callable[[Tensor], Tensor] | None,
-    on_batch: Callable[[int], None] | None,
-) -> Tensor:
-    if stack.ndim != 4:
-        raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
-    n, c = stack.shape[:2]
-    rgb_model = model.in_channels == 3 and model.out_channels == 3
-    if c == 3 and not rgb_model:
-        raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
-    if c not in (1, 3):
-        raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
-    tile = resolve_tile(tile, model, stack.shape[-2], stack.shape[-1])
-    plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
-    if batch_size is None:
-        batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
-    planes_per_chunk = max(1, batch_size // plan.count)
-    out: Tensor | None = None
-    for start in range(0, n, planes_per_chunk):
-        index = torch.arange(start, min(start + planes_per_chunk, n))
-        if model.is_2_5d:
-            x = _neighbour_inputs(stack, index, model.in_channels)
-        elif rgb_model and c == 1:
-            x = stack[index].expand(-1, 3, -1, -1)
-        else:
-            x = stack[index]
-        x = x.to(torch.float32).contiguous()
-        y = tiled_apply(
-            runner,
-            x,
-            scale=model.scale,
-            out_channels=runner.out_channels,
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            on_batch=on_batch,
-        )
-        if rgb_model and c == 1:
-            y = y.mean(dim=1, keepdim=True)
-        if reduce is not None:
-            y = reduce(y)
-        if out is None:
-            out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
-        out[start : start + len(index)] = y
-    assert out is not None
-    return out
+    with glue_threads(runner):  # PyTorch's own threads would take the runtime's cores
+        if stack.ndim != 4:
+            raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
+        n, c = stack.shape[:2]
+        rgb_model = model.in_channels == 3 and model.out_channels == 3
+        if c == 3 and not rgb_model:
+            raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
+        if c not in (1, 3):
+            raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
+        tile = resolve_tile(tile, model, stack.shape[-2], stack.shape[-1])
+        plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
+        if batch_size is None:
+            batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
+        planes_per_chunk = max(1, batch_size // plan.count)
+        out: Tensor | None = None
+        for start in range(0, n, planes_per_chunk):
+            index = torch.arange(start, min(start + planes_per_chunk, n))
+            if model.is_2_5d:
+                x = _neighbour_inputs(stack, index, model.in_channels)
+            elif rgb_model and c == 1:
+                x = stack[index].expand(-1, 3, -1, -1)
+            else:
+                x = stack[index]
+            x = x.to(torch.float32).contiguous()
+            y = tiled_apply(
+                runner,
+                x,
+                scale=model.scale,
+                out_channels=runner.out_channels,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                on_batch=on_batch,
+            )
+            if rgb_model and c == 1:
+                y = y.mean(dim=1, keepdim=True)
+            if reduce is not None:
+                y = reduce(y)
+            if out is None:
+                out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
+            out[start : start + len(index)] = y
+        assert out is not None
+        return out
 
 
 def auto_batch_size(tile_pixels: int, device_type: str) -> int:
