@@ -264,11 +264,14 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
 
 def consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
     """PSNR (dB) of the clamped output degraded again (antialiased bicubic) against the LR."""
-    from medsr.metrics import psnr
+    from medsr.metrics import consistency_psnr
     from medsr.transforms.degrade import bicubic
 
-    again = bicubic(sr.clamp(0, 1).double(), scale, antialias=True)
-    return float(psnr(again, lr.double(), data_range=1.0)[0])
+    def degrade(x: torch.Tensor) -> torch.Tensor:
+        return bicubic(x, scale, antialias=True)
+
+    sr = sr.clamp(0, 1).double()
+    return float(consistency_psnr(sr, lr.double(), degrade=degrade, data_range=1.0)[0])
 
 
 def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
@@ -394,36 +397,27 @@ def gains(records: list[dict]) -> list[str]:
 
 
 def consistency_table(records: list[dict]) -> list[str]:
-    """Per scale and set: mean consistency (dB) of every method on the Real-ESRGAN subset
-    crops (where every method ran) and, for the methods that ran everywhere, on all images."""
+    """Per scale and set: mean consistency (dB) of every method over all images, or over the
+    Real-ESRGAN subset crops for a method that ran only there (Real-ESRGAN)."""
     methods = list(dict.fromkeys(r["method"] for r in records))
+    groups: dict[tuple, list[float]] = {}
+    for r in records:
+        key = (r["scale"], r["set"], r["method"], r["esrgan_subset"])
+        groups.setdefault(key, []).append(r["consistency"])
     lines = [
         "| scale | set | " + " | ".join(methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for scale in sorted({r["scale"] for r in records}):
-        for set_name in dict.fromkeys(r["set"] for r in records if r["scale"] == scale):
-            cells = []
-            for m in methods:
-                sel = [
-                    r
-                    for r in records
-                    if (r["scale"], r["set"], r["method"]) == (scale, set_name, m)
-                    and not r["esrgan_subset"]
-                ]
-                sub = [
-                    r
-                    for r in records
-                    if (r["scale"], r["set"], r["method"]) == (scale, set_name, m)
-                    and r["esrgan_subset"]
-                ]
-                if sel:
-                    cells.append(f"{_mean([r['consistency'] for r in sel]):.1f}")
-                elif sub:
-                    cells.append(f"{_mean([r['consistency'] for r in sub]):.1f} (crops)")
-                else:
-                    cells.append("-")
-            lines.append(f"| x{scale} | {set_name} | " + " | ".join(cells) + " |")
+    for scale, set_name in dict.fromkeys((r["scale"], r["set"]) for r in records):
+        cells = []
+        for m in methods:
+            if (scale, set_name, m, False) in groups:
+                cells.append(f"{_mean(groups[(scale, set_name, m, False)]):.1f}")
+            elif (scale, set_name, m, True) in groups:
+                cells.append(f"{_mean(groups[(scale, set_name, m, True)]):.1f} (crops)")
+            else:
+                cells.append("-")
+        lines.append(f"| x{scale} | {set_name} | " + " | ".join(cells) + " |")
     return lines
 
 

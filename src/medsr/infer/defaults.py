@@ -55,12 +55,11 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 FAST_CPU_ENGINES = ("onnxruntime",)
 """The CPU engines tried, in order, for a PyTorch model when no engine is asked for and the job
 is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU ONNX
-Runtime ran the shipped x2 model 1.4-2.6x faster than eager PyTorch with the same output within
-1e-6 (benchmarks/RESULTS.md,
-"Engines for the shipped fast models"). OpenVINO was a little faster still but is not chosen
-automatically: a test process that had run OpenVINO models crashed (segmentation fault) later
-in unrelated code (torch.compile's first C++ build), so it runs only when asked for
-(``--engine openvino``)."""
+Runtime ran the shipped x2 model 2.5-3x faster than eager PyTorch of its training form with the
+same output within 1e-6 (benchmarks/RESULTS.md, "Engines after the EDSR deploy form"). OpenVINO
+was a little faster still but is not chosen automatically: a test process that had run OpenVINO
+models crashed (segmentation fault) later in unrelated code (torch.compile's first C++ build), so
+it runs only when asked for (``--engine openvino``)."""
 
 AUTO_ENGINE_PIXELS = 4_000_000
 """Input pixels from which a job is worth compiling for a faster engine (ONNX export and

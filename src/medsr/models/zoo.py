@@ -127,66 +127,73 @@ _LICENSE_ALL = (
     "4.0): non-commercial, see the model card"
 )
 
+
+def _grey_edsr(
+    name: str, scale: int, description: str, tag: str, *, data: str, license: str
+) -> PretrainedWeights:
+    """A shipped one-channel EDSR whose folder is named after it."""
+    return PretrainedWeights(
+        name=name,
+        arch="edsr",
+        scale=scale,
+        in_channels=1,
+        description=description,
+        training_data=data,
+        license=license,
+        path=name,
+        tag=tag,
+    )
+
+
+_TINY = "compact EDSR (4 blocks, 32 features, bicubic skip), L1"
+_QUALITY = "EDSR (8 blocks, 64 features, bicubic skip), L1, every modality"
+
 # Weights shipped with medsr (each folder has its MODEL_CARD.md), listed by ``medsr models``
 # and loaded by name with ``medsr.infer.load_model(name)``.
 PRETRAINED: dict[str, PretrainedWeights] = {
-    "medsr-edsr-tiny-x2": PretrainedWeights(
-        name="medsr-edsr-tiny-x2",
-        arch="edsr",
-        scale=2,
-        in_channels=1,
-        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
-        training_data=_DATA,
-        license=_LICENSE,
-        path="medsr-edsr-tiny-x2",
-        tag="fast",
-    ),
-    "medsr-edsr-tiny-x4": PretrainedWeights(
-        name="medsr-edsr-tiny-x4",
-        arch="edsr",
-        scale=4,
-        in_channels=1,
-        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1; fast on a CPU",
-        training_data=_DATA,
-        license=_LICENSE,
-        path="medsr-edsr-tiny-x4",
-        tag="fast",
-    ),
-    "medsr-edsr-tiny-x3": PretrainedWeights(
-        name="medsr-edsr-tiny-x3",
-        arch="edsr",
-        scale=3,
-        in_channels=1,
-        description="compact EDSR (4 blocks, 32 features, bicubic skip), L1, every modality, "
-        "started from the tiny x2 weights; fast on a CPU",
-        training_data=_DATA_ALL,
-        license=_LICENSE_ALL,
-        path="medsr-edsr-tiny-x3",
-        tag="fast",
-    ),
-    "medsr-edsr-quality-x4": PretrainedWeights(
-        name="medsr-edsr-quality-x4",
-        arch="edsr",
-        scale=4,
-        in_channels=1,
-        description="EDSR (8 blocks, 64 features, bicubic skip), L1, every modality; quality first",
-        training_data=_DATA_ALL,
-        license=_LICENSE_ALL,
-        path="medsr-edsr-quality-x4",
-        tag="quality",
-    ),
-    "medsr-edsr-quality-x2": PretrainedWeights(
-        name="medsr-edsr-quality-x2",
-        arch="edsr",
-        scale=2,
-        in_channels=1,
-        description="EDSR (8 blocks, 64 features, bicubic skip), L1, every modality, started "
-        "from the quality x4 weights; quality first",
-        training_data=_DATA_ALL,
-        license=_LICENSE_ALL,
-        path="medsr-edsr-quality-x2",
-        tag="quality",
-    ),
+    weights.name: weights
+    for weights in (
+        _grey_edsr(
+            "medsr-edsr-tiny-x2",
+            2,
+            f"{_TINY}; fast on a CPU",
+            "fast",
+            data=_DATA,
+            license=_LICENSE,
+        ),
+        _grey_edsr(
+            "medsr-edsr-tiny-x4",
+            4,
+            f"{_TINY}; fast on a CPU",
+            "fast",
+            data=_DATA,
+            license=_LICENSE,
+        ),
+        _grey_edsr(
+            "medsr-edsr-tiny-x3",
+            3,
+            f"{_TINY}, every modality, started from the tiny x2 weights; fast on a CPU",
+            "fast",
+            data=_DATA_ALL,
+            license=_LICENSE_ALL,
+        ),
+        _grey_edsr(
+            "medsr-edsr-quality-x4",
+            4,
+            f"{_QUALITY}; quality first",
+            "quality",
+            data=_DATA_ALL,
+            license=_LICENSE_ALL,
+        ),
+        _grey_edsr(
+            "medsr-edsr-quality-x2",
+            2,
+            f"{_QUALITY}, started from the quality x4 weights; quality first",
+            "quality",
+            data=_DATA_ALL,
+            license=_LICENSE_ALL,
+        ),
+    )
 }
 
 
