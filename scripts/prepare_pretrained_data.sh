@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training data of the shipped SPAN models (docs/pretrained.md): every modality of
+# The training data of the shipped models (docs/pretrained.md): every modality of
 # ../shared/data except the sources kept out as the external test set (brain-mri-stroke,
 # brain-mri-thick, body-ct, chest-xray-covid), plus two real radiographs of pydicom-data.
 #   bash scripts/prepare_pretrained_data.sh [SHARED_DATA] [OUT]

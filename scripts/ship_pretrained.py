@@ -227,6 +227,16 @@ def card(
     )
     deg = json.dumps(meta.get("degradation"))
     recipe_path = f"configs/pretrained/{recipe.get('name', name)}.yaml"
+    # a recipe that continues another recipe's run (model.init_generator: runs/BASE/...)
+    # needs that run first
+    start = (recipe.get("config", {}).get("model", {}) or {}).get("init_generator") or ""
+    parts = Path(start).parts
+    base = parts[1] if len(parts) > 2 and parts[0] == "runs" else None
+    first = (
+        [f"nice -n 10 medsr train configs/pretrained/{base}.yaml --out runs/{base}  # first"]
+        if base
+        else []
+    )
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -273,6 +283,7 @@ def card(
         "",
         "```bash",
         "# the data preparation command is in the recipe's header and docs/pretrained.md",
+        *first,
         f"nice -n 10 medsr train {recipe_path} --out runs/{recipe.get('name', name)}",
         f"python scripts/ship_pretrained.py {name} "
         f"runs/{recipe.get('name', name)}/checkpoints/last",

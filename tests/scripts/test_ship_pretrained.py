@@ -1,0 +1,54 @@
+"""scripts/ship_pretrained.py writes model cards whose recipe can be run as written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_pretrained.py"
+
+
+@pytest.fixture(scope="module")
+def ship():
+    spec = importlib.util.spec_from_file_location("ship_pretrained", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(name: str, init_generator: str | None) -> dict:
+    recipe = {"name": name, "description": "EDSR.", "config": {"model": {}}}
+    if init_generator is not None:
+        recipe["config"]["model"]["init_generator"] = init_generator
+    return {
+        "arch": "edsr",
+        "scale": 4,
+        "hparams": {"scale": 4},
+        "num_parameters": 10,
+        "metadata": {"recipe": recipe, "training": {"steps": 100}, "training_data": {}},
+    }
+
+
+def _recipe_block(text: str) -> list[str]:
+    block = text.split("## Recipe")[1].split("```bash")[1].split("```")[0]
+    return [line for line in block.strip().splitlines() if not line.startswith("#")]
+
+
+def test_a_card_runs_the_recipe_a_continued_run_starts_from_first(ship):
+    text = ship.card("medsr-x", _config("x-long", "runs/x/checkpoints/last"), [], "fp16", 70.0)
+    assert _recipe_block(text) == [
+        "nice -n 10 medsr train configs/pretrained/x.yaml --out runs/x  # first",
+        "nice -n 10 medsr train configs/pretrained/x-long.yaml --out runs/x-long",
+        "python scripts/ship_pretrained.py medsr-x runs/x-long/checkpoints/last",
+    ]
+
+
+@pytest.mark.parametrize("start", [None, "src/medsr/models/pretrained/medsr-edsr-tiny-x2"])
+def test_a_card_of_a_recipe_from_scratch_or_shipped_weights_runs_it_alone(ship, start):
+    text = ship.card("medsr-x", _config("x", start), [], "fp32", 0.0)
+    assert _recipe_block(text) == [
+        "nice -n 10 medsr train configs/pretrained/x.yaml --out runs/x",
+        "python scripts/ship_pretrained.py medsr-x runs/x/checkpoints/last",
+    ]
