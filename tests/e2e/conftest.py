@@ -73,7 +73,12 @@ class LiveServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        # log_config=None: uvicorn's default dictConfig closes every logging handler alive
+        # in the process, and absl's (imported by openvino) then closes the stream it was
+        # made with, which under pytest is the capture file of an earlier test
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
