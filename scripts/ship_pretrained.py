@@ -226,17 +226,17 @@ def card(
         for d in data.get("datasets", [])
     )
     deg = json.dumps(meta.get("degradation"))
-    recipe_path = f"configs/pretrained/{recipe.get('name', name)}.yaml"
+    run = recipe.get("name", name)
+    recipe_path = f"configs/pretrained/{run}.yaml"
     # a recipe that continues another recipe's run (model.init_generator: runs/BASE/...)
     # needs that run first
-    start = (recipe.get("config", {}).get("model", {}) or {}).get("init_generator") or ""
-    parts = Path(start).parts
-    base = parts[1] if len(parts) > 2 and parts[0] == "runs" else None
-    first = (
-        [f"nice -n 10 medsr train configs/pretrained/{base}.yaml --out runs/{base}  # first"]
-        if base
-        else []
-    )
+    start = Path((recipe.get("config", {}).get("model") or {}).get("init_generator") or "")
+    first = []
+    if len(start.parts) > 2 and start.parts[0] == "runs":
+        base = start.parts[1]
+        first = [
+            f"nice -n 10 medsr train configs/pretrained/{base}.yaml --out runs/{base}  # first"
+        ]
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -284,9 +284,8 @@ def card(
         "```bash",
         "# the data preparation command is in the recipe's header and docs/pretrained.md",
         *first,
-        f"nice -n 10 medsr train {recipe_path} --out runs/{recipe.get('name', name)}",
-        f"python scripts/ship_pretrained.py {name} "
-        f"runs/{recipe.get('name', name)}/checkpoints/last",
+        f"nice -n 10 medsr train {recipe_path} --out runs/{run}",
+        f"python scripts/ship_pretrained.py {name} runs/{run}/checkpoints/last",
         "```",
         "",
         f"Recipe `{recipe_path}`: {recipe.get('description', '')} "

@@ -74,8 +74,8 @@ class LiveServer:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         # log_config=None: uvicorn's default dictConfig closes every logging handler alive
-        # in the process, and absl's (imported by openvino) then closes the stream it was
-        # made with, which under pytest is the capture file of an earlier test
+        # in the process, and one that closes its stream (absl's, which openvino imports)
+        # would close the capture file of an earlier test
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None
         )

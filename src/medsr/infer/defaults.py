@@ -57,14 +57,10 @@ FAST_CPU_ENGINES = ("onnxruntime",)
 is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU ONNX
 Runtime ran the shipped x2 model 2.5-3x faster than eager PyTorch of its training form with the
 same output within 1e-6 (benchmarks/RESULTS.md, "Engines after the EDSR deploy form"). OpenVINO
-was 15-20 % faster still but is not chosen automatically: a process that has run OpenVINO models
-can crash (segmentation fault) later in unrelated code. With OpenVINO as the automatic engine the
-test suite's own process crashed reproducibly (2026-12-05) at tests/e2e/test_serve_process.py
-after tests/cli and tests/data had run OpenVINO models in it (earlier, once, in torch.compile's
-first C++ build); small reproductions (OpenVINO, then subprocesses, DataLoader workers, a
-compile) did not crash, and the cause is unknown. So it runs only when asked for
-(``--engine openvino``) (benchmarks/RESULTS.md, "OpenVINO as the automatic CPU engine: tried,
-reverted")."""
+was 15-20 % faster still but is not chosen automatically: with it as the automatic engine the
+test suite's own process died with a segmentation fault, reproducibly, in unrelated code after
+OpenVINO models had run in it; the cause is unknown (benchmarks/RESULTS.md, "OpenVINO as the
+automatic CPU engine: tried, reverted"). It runs only when asked for (``--engine openvino``)."""
 
 AUTO_ENGINE_PIXELS = 4_000_000
 """Input pixels from which a job is worth compiling for a faster engine (ONNX export and

@@ -163,20 +163,20 @@ def super_resolve_stack(
     (:func:`auto_batch_size`), so many small planes share a call while large tiles go
     one at a time.
     """
+    if stack.ndim != 4:
+        raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
+    n, c = stack.shape[:2]
+    rgb_model = model.in_channels == 3 and model.out_channels == 3
+    if c == 3 and not rgb_model:
+        raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
+    if c not in (1, 3):
+        raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
+    tile = resolve_tile(tile, model, stack.shape[-2], stack.shape[-1])
+    plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
+    if batch_size is None:
+        batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
+    planes_per_chunk = max(1, batch_size // plan.count)
     with glue_threads(runner):  # PyTorch's own threads would take the runtime's cores
-        if stack.ndim != 4:
-            raise ConfigError(f"a stack of planes is (N, C, H, W), got shape {tuple(stack.shape)}")
-        n, c = stack.shape[:2]
-        rgb_model = model.in_channels == 3 and model.out_channels == 3
-        if c == 3 and not rgb_model:
-            raise ConfigError(f"{model.name} takes {model.in_channels} channel(s), not RGB planes")
-        if c not in (1, 3):
-            raise ConfigError(f"planes have 1 (grey) or 3 (RGB) channels, got {c}")
-        tile = resolve_tile(tile, model, stack.shape[-2], stack.shape[-1])
-        plan = plan_tiles(stack.shape[-2], stack.shape[-1], tile=tile, overlap=overlap, scale=1)
-        if batch_size is None:
-            batch_size = auto_batch_size(plan.tile_h * plan.tile_w, runner.device.type)
-        planes_per_chunk = max(1, batch_size // plan.count)
         out: Tensor | None = None
         for start in range(0, n, planes_per_chunk):
             index = torch.arange(start, min(start + planes_per_chunk, n))
