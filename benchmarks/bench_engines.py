@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import platform
 import statistics
@@ -53,6 +54,7 @@ def variants(name: str, scale: int, threads: int) -> tuple[str, dict[str, Callab
 
     from medsr.infer import get_runner, load_model
     from medsr.infer.export import export_onnx_bytes
+    from medsr.infer.runtime import openvino_core
     from medsr.infer.upscale import super_resolve_stack
     from medsr.models import load
 
@@ -85,13 +87,11 @@ def variants(name: str, scale: int, threads: int) -> tuple[str, dict[str, Callab
     out["onnxruntime called directly"] = lambda x: torch.from_numpy(
         session.run(None, {input_name: x.numpy()})[0]
     )
-    try:
-        import openvino as ov
-    except ImportError:
+    if importlib.util.find_spec("openvino") is None:
         return model.name, out
     ov_runner = get_runner(model, engine="openvino", device="cpu", threads=threads)
     out["medsr openvino engine"] = lambda x: super_resolve_stack(x, ov_runner, model)
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core (see its docstring), as medsr uses it
     compiled = core.compile_model(
         core.read_model(data),
         "CPU",

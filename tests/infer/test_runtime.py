@@ -186,9 +186,7 @@ print("compiled ok")
 
 @pytest.mark.slow
 def test_torch_compile_really_runs():
-    # In a fresh interpreter: inductor's first C++ build crashed a process in which OpenVINO
-    # had already run models (seen in the full suite with an empty inductor cache). A process
-    # uses one or the other: --compile always runs on the torch engine.
+    # in a fresh interpreter, so that inductor really builds (an empty cache of its own state)
     import subprocess
     import sys
 
@@ -235,3 +233,46 @@ def test_glue_around_an_outside_runtime_runs_on_one_torch_thread(engine, inside)
         assert torch.get_num_threads() == 2  # restored after an error too
     finally:
         torch.set_num_threads(before)
+
+
+_SIGNAL_STACK_CHECK = """
+import faulthandler, gc, os, signal
+import torch
+from medsr import models
+from medsr.infer import get_runner, wrap_module
+from medsr.infer.runtime import openvino_core
+
+faulthandler.enable()  # as under pytest: the main thread has a signal stack of Python's
+nets = [wrap_module(models.build_generator("edsr", {"scale": s, "num_features": 4,
+                                                    "num_blocks": 1})) for s in (2, 3)]
+for net in nets:
+    get_runner(net, engine="openvino", device="cpu")(torch.rand(1, 1, 8, 8))
+for net in nets:  # each model's OpenVINO objects go in the order they were made
+    net._runners.clear()
+    gc.collect()
+handled = []
+signal.signal(signal.SIGUSR1, lambda *_: handled.append(1))
+for _ in range(3):  # handled on the main thread's signal stack
+    os.kill(os.getpid(), signal.SIGUSR1)
+assert len(handled) == 3 and openvino_core() is openvino_core()
+print("signals ok")
+"""
+
+
+def test_openvino_models_leave_a_valid_signal_stack_behind():
+    # A Core per model gave each its own CPU plugin, and each plugin swaps in a signal stack of
+    # its own and, when destroyed, puts back the one it found: destroyed in the order created,
+    # the last put back the first one's unmapped stack and the next signal killed the process
+    # (SIGSEGV) or overwrote memory. One Core per process (openvino_core). In a child
+    # interpreter, because the failure is a crash.
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_STACK_CHECK], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and "signals ok" in done.stdout, (
+        done.returncode,
+        done.stderr[-2000:],
+    )

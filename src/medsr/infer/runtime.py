@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -200,7 +202,7 @@ def get_runner(
 
     ``work_pixels``: the input pixels of the job, when known. With no ``engine`` asked for, a
     PyTorch model on the CPU, in fp32 without PyTorch-only options, runs on the first installed
-    engine of :data:`FAST_CPU_ENGINES` (same output within 1e-4, 1.4-2.6x faster) when it
+    engine of :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2.5-3.5x faster) when it
     ships its ONNX export (``model.onnx_file``: the shipped models) or when the job has at
     least :data:`AUTO_ENGINE_PIXELS` of work (worth exporting it first); if that engine cannot
     take the model (its export fails, or the shipped file is unreadable), PyTorch runs it,
@@ -400,20 +402,45 @@ def _pad_to(x: Tensor, multiple: int) -> tuple[Tensor, int, int]:
     return x, h, w
 
 
+_openvino_core = None  # the openvino.Core of openvino_core(), once created
+_openvino_core_lock = threading.Lock()
+
+
+def openvino_core() -> Any:  # an openvino.Core (OpenVINO is optional: imported lazily)
+    """The process's one ``openvino.Core``, created on first use and kept until the process
+    ends; every OpenVINO model of medsr (and its benchmarks) compiles on it.
+
+    One Core, not one per model, because each Core loads its own CPU plugin, and the plugin
+    (2024-2026 releases) gives the thread that loads it a new signal stack (``sigaltstack``),
+    saving the one it replaced, and on its destruction unmaps its stack and puts the saved one
+    back. When two plugins are destroyed in the order they were created, the second puts back
+    the first one's stack, already unmapped: the next signal handled on that thread (SIGCHLD
+    when a child process ends, for one) kills the process with SIGSEGV or writes its frame
+    over memory that now belongs to something else (benchmarks/RESULTS.md, "OpenVINO's
+    signal stack"). With one Core there is one plugin, destroyed only at exit.
+    """
+    global _openvino_core
+    import openvino as ov
+
+    with _openvino_core_lock:
+        if _openvino_core is None:
+            _openvino_core = ov.Core()
+        return _openvino_core
+
+
 def _openvino_runner(model: SRModel, device: torch.device, threads: int | None) -> Runner:
     """OpenVINO on the CPU, from the model's ONNX form (exported in memory for a PyTorch
     model). The compiled model keeps dynamic height and width; OpenVINO re-plans each new
     input shape once and caches it."""
+    if device.type != "cpu":
+        raise ConfigError("the openvino engine runs on the CPU here; use --device cpu")
     try:
-        import openvino as ov
+        core = openvino_core()
     except ImportError:
         raise ConfigError(
             "the openvino engine needs openvino: pip install 'medsr[openvino]'"
         ) from None
-    if device.type != "cpu":
-        raise ConfigError("the openvino engine runs on the CPU here; use --device cpu")
     data = _onnx_bytes(model)
-    core = ov.Core()
     # f32 explicitly: on CPUs with bf16 units OpenVINO would otherwise compute in bf16
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     if threads is not None:
