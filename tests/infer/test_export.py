@@ -91,54 +91,26 @@ def test_foreign_or_broken_onnx_files_are_refused(tmp_path):
         load_model(broken)
 
 
-_OPENVINO_CHECK = """
-import torch
-from medsr import models
-from medsr.infer import get_runner, load_model, wrap_module
-from torch import nn
-
-
-class SmallConv(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.scale, self.in_channels, self.out_channels = 2, 1, 1
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(2)
-
-    def forward(self, x):
-        return self.shuffle(self.conv(x))
-
-
-torch.manual_seed(0)
-model = wrap_module(SmallConv())
-reference = get_runner(model, device="cpu")
-ov = get_runner(model, engine="openvino", device="cpu", threads=1)
-assert ov.engine == "openvino" and "openvino" in ov.description
-for shape in ((2, 1, 21, 18), (1, 1, 16, 40)):  # new shapes after the first call
-    x = torch.rand(*shape, generator=torch.Generator().manual_seed(shape[-1]))
-    torch.testing.assert_close(ov(x), reference(x), atol=1e-4, rtol=0)
-span = models.build_generator("span", {"scale": 2, "num_features": 8, "num_blocks": 2})
-folder = models.save(span, FOLDER, metadata={"normalisation": {"method": "minmax"}})
-loaded = load_model(folder)  # deployed: Conv3XC fused
-x = torch.rand(1, 1, 19, 23, generator=torch.Generator().manual_seed(1))
-out = get_runner(loaded, engine="openvino", device="cpu")(x)
-torch.testing.assert_close(out, get_runner(loaded, device="cpu")(x), atol=1e-4, rtol=0)
-print("openvino ok")
-"""
-
-
-def test_openvino_engine_matches_pytorch_on_odd_sizes_and_a_fused_span(tmp_path):
-    # in a child interpreter: a process that had run OpenVINO models crashed later in
-    # unrelated code (see medsr.infer.defaults.FAST_CPU_ENGINES), so the suite never loads it
-    import subprocess
-    import sys
-
+def test_openvino_engine_matches_pytorch_on_odd_sizes_and_a_fused_span(small_conv, tmp_path):
     pytest.importorskip("openvino")
-    script = f"FOLDER = {str(tmp_path / 'span')!r}\n" + _OPENVINO_CHECK
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0 and "openvino ok" in done.stdout, done.stderr[-2000:]
+    model = wrap_module(small_conv(scale=2))
+    reference = get_runner(model, engine="torch", device="cpu")
+    ov = get_runner(model, engine="openvino", device="cpu", threads=1)
+    assert ov.engine == "openvino" and "openvino" in ov.description
+    for shape in ((2, 1, 21, 18), (1, 1, 16, 40)):  # new shapes after the first call
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(shape[-1]))
+        torch.testing.assert_close(ov(x), reference(x), atol=1e-4, rtol=0)
+    torch.manual_seed(0)
+    span = models.build_generator("span", {"scale": 2, "num_features": 8, "num_blocks": 2})
+    folder = models.save(span, tmp_path / "span", metadata={"normalisation": {"method": "minmax"}})
+    loaded = load_model(folder)  # deployed: Conv3XC fused
+    x = torch.rand(1, 1, 19, 23, generator=torch.Generator().manual_seed(1))
+    out = get_runner(loaded, engine="openvino", device="cpu")(x)
+    expected = get_runner(loaded, engine="torch", device="cpu")(x)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CPU"):
+            get_runner(model, engine="openvino", device="cuda")
 
 
 def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypatch, caplog):
@@ -146,14 +118,15 @@ def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypa
     from medsr.infer.defaults import FAST_CPU_ENGINES
     from medsr.io import Image
 
-    assert "openvino" not in FAST_CPU_ENGINES  # only when asked for
+    assert FAST_CPU_ENGINES == ("openvino", "onnxruntime")  # the fastest first
+    fastest = next(filter(runtime._installed, FAST_CPU_ENGINES))
     image = Image(np.random.default_rng(0).random((3, 20, 24), dtype=np.float32), (1, 1, 1))
     model = wrap_module(small_conv(scale=2))
     small = upscale_image(image, model)  # below the threshold: the model's own engine
     assert small.runner.startswith("torch")
     monkeypatch.setattr(runtime, "AUTO_ENGINE_PIXELS", 100)
     large = upscale_image(image, model)
-    assert "onnxruntime" in large.runner
+    assert fastest in large.runner
     np.testing.assert_allclose(large.image.array, small.image.array, atol=1e-4)
     # PyTorch-only options and an explicit engine are honoured
     assert upscale_image(image, model, channels_last=True).runner.startswith("torch")
@@ -173,7 +146,8 @@ def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypa
 
 def test_shipped_models_run_their_shipped_onnx_at_any_size(monkeypatch, tmp_path, caplog):
     pytest.importorskip("onnxruntime")
-    from medsr.infer import load_model
+    from medsr.infer import load_model, runtime
+    from medsr.infer.defaults import FAST_CPU_ENGINES
     from medsr.io import Image
 
     image = Image(np.random.default_rng(1).random((1, 24, 20), dtype=np.float32), (1, 1, 1))
@@ -185,7 +159,7 @@ def test_shipped_models_run_their_shipped_onnx_at_any_size(monkeypatch, tmp_path
 
     monkeypatch.setattr("medsr.infer.export.export_onnx_bytes", no_export)
     fast = upscale_image(image, model)  # a tiny job: the shipped ONNX, no export
-    assert "onnxruntime" in fast.runner
+    assert next(filter(runtime._installed, FAST_CPU_ENGINES)) in fast.runner
     eager = upscale_image(image, model, engine="torch")
     assert eager.runner.startswith("torch")
     np.testing.assert_allclose(fast.image.array, eager.image.array, atol=1e-4)

@@ -165,8 +165,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=ENGINES,
         default=None,
-        help="torch, onnxruntime or openvino (default: automatic: onnxruntime on the CPU for "
-        "shipped models, large jobs and .onnx models, else torch)",
+        help="torch, onnxruntime or openvino (default: automatic: on the CPU, openvino if "
+        "installed, else onnxruntime, for shipped models and large jobs; onnxruntime for .onnx "
+        "models; else torch)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument(

@@ -52,15 +52,15 @@ PIXELS_PER_CALL = BATCH_TILE * BATCH_TILE
 
 ENGINES = ("torch", "onnxruntime", "openvino")
 
-FAST_CPU_ENGINES = ("onnxruntime",)
+FAST_CPU_ENGINES = ("openvino", "onnxruntime")
 """The CPU engines tried, in order, for a PyTorch model when no engine is asked for and the job
-is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU ONNX
-Runtime ran the shipped x2 model 2.5-3x faster than eager PyTorch of its training form with the
-same output within 1e-6 (benchmarks/RESULTS.md, "Engines after the EDSR deploy form"). OpenVINO
-was 15-20 % faster still but is not chosen automatically: with it as the automatic engine the
-test suite's own process died with a segmentation fault, reproducibly, in unrelated code after
-OpenVINO models had run in it; the cause is unknown (benchmarks/RESULTS.md, "OpenVINO as the
-automatic CPU engine: tried, reverted"). It runs only when asked for (``--engine openvino``)."""
+is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU
+OpenVINO (the ``openvino`` extra) ran the shipped models 14-27 % faster than ONNX Runtime, and
+ONNX Runtime 2.5-3x faster than eager PyTorch of their training form, all with the same output
+within 1e-6 (benchmarks/RESULTS.md, "OpenVINO's signal stack: the crash explained and fixed").
+Every OpenVINO model compiles on the process's one Core
+(:func:`medsr.infer.runtime.openvino_core`): a Core per model had left a dangling signal stack
+behind that crashed the process at a later signal."""
 
 AUTO_ENGINE_PIXELS = 4_000_000
 """Input pixels from which a job is worth compiling for a faster engine (ONNX export and
