@@ -411,13 +411,13 @@ def openvino_core() -> Any:  # an openvino.Core (OpenVINO is optional: imported 
     ends; every OpenVINO model of medsr (and its benchmarks) compiles on it.
 
     One Core, not one per model, because each Core loads its own CPU plugin, and the plugin
-    (2024-2026 releases) gives the thread that loads it a new signal stack (``sigaltstack``),
-    saving the one it replaced, and on its destruction unmaps its stack and puts the saved one
-    back. When two plugins are destroyed in the order they were created, the second puts back
-    the first one's stack, already unmapped: the next signal handled on that thread (SIGCHLD
-    when a child process ends, for one) kills the process with SIGSEGV or writes its frame
-    over memory that now belongs to something else (benchmarks/RESULTS.md, "OpenVINO's
-    signal stack"). With one Core there is one plugin, destroyed only at exit.
+    (seen with openvino 2026.4.1) gives the thread that loads it a new signal stack
+    (``sigaltstack``), saving the one it replaced, and on its destruction unmaps its stack and
+    puts the saved one back. When two plugins are destroyed in the order they were created, the
+    second puts back the first one's stack, already unmapped: the next signal handled on that
+    thread (SIGCHLD when a child process ends, for one) kills the process with SIGSEGV or
+    writes its frame over memory that now belongs to something else (benchmarks/RESULTS.md,
+    "OpenVINO's signal stack"). With one Core there is one plugin, destroyed only at exit.
     """
     global _openvino_core
     import openvino as ov
