@@ -113,6 +113,33 @@ def test_openvino_engine_matches_pytorch_on_odd_sizes_and_a_fused_span(small_con
             get_runner(model, engine="openvino", device="cuda")
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_one_runner_shared_by_threads_gives_each_its_own_output(engine, small_conv):
+    # the web app's job workers share a model and so its runner; one OpenVINO InferRequest
+    # used by four threads at once had given wrong outputs, silently
+    import threading
+
+    pytest.importorskip(engine)
+    model = wrap_module(small_conv(scale=2))
+    runner = get_runner(model, engine=engine, device="cpu", threads=1)
+    reference = get_runner(model, engine="torch", device="cpu")
+    wrong: list[str] = []
+
+    def work(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        for k in range(20):
+            x = torch.rand(1, 1, 24 + 8 * (k % 3), 32, generator=g)
+            if (runner(x) - reference(x)).abs().max() > 1e-4:
+                wrong.append(f"thread {seed}, call {k}")
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong, wrong[:5]
+
+
 def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypatch, caplog):
     from medsr.infer import runtime
     from medsr.infer.defaults import FAST_CPU_ENGINES

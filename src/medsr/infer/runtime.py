@@ -449,11 +449,16 @@ def _openvino_runner(model: SRModel, device: torch.device, threads: int | None) 
         compiled = core.compile_model(core.read_model(data), "CPU", config)
     except Exception as error:  # OpenVINO raises its own exception types
         raise InferenceError(f"{model.name}: OpenVINO cannot load the model ({error})") from error
-    request = compiled.create_infer_request()
+    # An InferRequest is not thread-safe (two threads on one gave wrong outputs, silently), and
+    # runners are shared: the web app's job workers use one model. One request per thread.
+    requests = threading.local()
     multiple = model.size_multiple
 
     def fn(x: Tensor) -> Tensor:
         xp, h, w = _pad_to(x, multiple)
+        request = getattr(requests, "request", None)
+        if request is None:
+            request = requests.request = compiled.create_infer_request()
         try:
             result = request.infer({0: xp.contiguous().numpy()})
         except Exception as error:  # OpenVINO's errors are not typed in Python
