@@ -171,6 +171,33 @@ def test_large_cpu_jobs_run_on_the_fastest_installed_engine(small_conv, monkeypa
     assert fallback.runner.startswith("torch") and "running it with PyTorch" in caplog.text
 
 
+def test_an_engine_that_cannot_take_a_model_hands_it_to_the_next_once(
+    small_conv, monkeypatch, caplog
+):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from medsr.infer import runtime
+    from medsr.io import Image
+
+    monkeypatch.setattr(runtime, "AUTO_ENGINE_PIXELS", 100)
+    monkeypatch.setattr(runtime, "FAST_CPU_ENGINES", ("openvino", "onnxruntime"))
+    tries = []
+
+    def broken(*args, **kwargs):
+        tries.append(1)
+        raise RuntimeError("no CPU plugin")
+
+    monkeypatch.setattr(runtime, "_openvino_runner", broken)
+    image = Image(np.random.default_rng(0).random((3, 20, 24), dtype=np.float32), (1, 1, 1))
+    model = wrap_module(small_conv(scale=2))
+    with caplog.at_level("WARNING"):
+        first = upscale_image(image, model)
+        second = upscale_image(image, model)  # not tried (nor warned about) again
+    assert "onnxruntime" in first.runner and "onnxruntime" in second.runner
+    assert tries == [1] and caplog.text.count("openvino cannot run") == 1
+    assert "no CPU plugin" in caplog.text and "trying onnxruntime" in caplog.text
+
+
 def test_shipped_models_run_their_shipped_onnx_at_any_size(monkeypatch, tmp_path, caplog):
     pytest.importorskip("onnxruntime")
     from medsr.infer import load_model, runtime

@@ -182,8 +182,9 @@ def ensemble(runner: Runner) -> Runner:
     )
 
 
-_FAST_FAILED = ("fast engine failed",)
-"""Key in ``SRModel._runners`` marking that the automatic fast engine could not take the model."""
+_FAST_FAILED = ("fast engines failed",)
+"""Key in ``SRModel._runners`` of the set of automatic fast engines that could not take the
+model (each is tried, and warned about, once per model)."""
 
 
 def get_runner(
@@ -205,8 +206,8 @@ def get_runner(
     engine of :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2.5-3.5x faster) when it
     ships its ONNX export (``model.onnx_file``: the shipped models) or when the job has at
     least :data:`AUTO_ENGINE_PIXELS` of work (worth exporting it first); if that engine cannot
-    take the model (its export fails, or the shipped file is unreadable), PyTorch runs it,
-    with a warning.
+    take the model (its export fails, or the shipped file is unreadable), the next one is
+    tried, then PyTorch, each with a warning once per model.
 
     ``engine``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (default: the model's own; a
     PyTorch model asked to run on ONNX Runtime or OpenVINO is exported to ONNX in memory
@@ -217,20 +218,20 @@ def get_runner(
         work_pixels is not None and work_pixels >= AUTO_ENGINE_PIXELS
     )
     fast_ok = worth and engine is None and model.module is not None and precision == "fp32"
-    # a failed export or load is not retried (nor warned about again) for every later job
-    fast_ok = fast_ok and _FAST_FAILED not in model._runners
     if fast_ok and not (channels_last or compile) and resolve_device(device).type == "cpu":
-        for fast in filter(_installed, FAST_CPU_ENGINES):
+        # an engine whose export or load failed is not retried (nor warned about again) later
+        failed = model._runners.setdefault(_FAST_FAILED, set())
+        candidates = [e for e in FAST_CPU_ENGINES if e not in failed and _installed(e)]
+        for k, fast in enumerate(candidates):
             try:
                 return get_runner(
                     model, engine=fast, device=device, threads=threads, self_ensemble=self_ensemble
                 )
             except Exception as error:  # an optimisation only: any failure falls back
-                logger.warning(
-                    "%s cannot run %s (%s); running it with PyTorch", fast, model.name, error
-                )
-                model._runners[_FAST_FAILED] = True
-                break
+                failed.add(fast)
+                last = k + 1 == len(candidates)
+                then = "running it with PyTorch" if last else f"trying {candidates[k + 1]}"
+                logger.warning("%s cannot run %s (%s); %s", fast, model.name, error, then)
     engine = engine or model.engine
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
