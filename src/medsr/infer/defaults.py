@@ -55,9 +55,10 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 FAST_CPU_ENGINES = ("openvino", "onnxruntime")
 """The CPU engines tried, in order, for a PyTorch model when no engine is asked for and the job
 is large (:data:`AUTO_ENGINE_PIXELS`) or the model ships its ONNX export: on the 2-core CPU
-OpenVINO (the ``openvino`` extra) ran the shipped models 14-27 % faster than ONNX Runtime, and
-ONNX Runtime 2.5-3x faster than eager PyTorch of their training form, all with the same output
-within 1e-6 (benchmarks/RESULTS.md, "OpenVINO's signal stack: the crash explained and fixed").
+OpenVINO (the ``openvino`` extra) ran the five shipped models 5-61 % faster than ONNX Runtime
+called directly, and the default path on it was 2-4.7x faster than eager PyTorch of their
+training form, all with the same output within 1e-4 (benchmarks/RESULTS.md, "OpenVINO's signal
+stack: the crash explained and fixed").
 Every OpenVINO model compiles on the process's one Core
 (:func:`medsr.infer.runtime.openvino_core`): a Core per model had left a dangling signal stack
 behind that crashed the process at a later signal."""

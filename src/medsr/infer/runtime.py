@@ -203,7 +203,7 @@ def get_runner(
 
     ``work_pixels``: the input pixels of the job, when known. With no ``engine`` asked for, a
     PyTorch model on the CPU, in fp32 without PyTorch-only options, runs on the first installed
-    engine of :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2.5-3.5x faster) when it
+    engine of :data:`FAST_CPU_ENGINES` (same output within 1e-4, 2-4.7x faster) when it
     ships its ONNX export (``model.onnx_file``: the shipped models) or when the job has at
     least :data:`AUTO_ENGINE_PIXELS` of work (worth exporting it first); if that engine cannot
     take the model (its export fails, or the shipped file is unreadable), the next one is
