@@ -21,12 +21,15 @@ Every image is normalised to [0, 1] the way training normalises it (CT wide wind
 foreground percentiles 0.5/99.5 of the volume, X-ray bit depth; clipped), radiographs are
 centre-cropped to 512 x 512 (Real-ESRGAN's CPU cost), and the HR is cropped to a multiple
 of 4. LR = antialiased bicubic downsampling (``medsr.transforms.degrade.bicubic``) at x2 and
-x4. Outputs are clamped to [0, 1]. PSNR and SSIM (``medsr.metrics``, data range 1, which for
+x4 (the issue's protocol), or with ``--degradation`` one of the other kernels the models are
+trained on (Gaussian blur with FWHM one LR pixel, Tukey-windowed k-space truncation, plain
+bilinear without antialiasing): how the gains hold when the low resolution did not come from
+bicubic. Outputs are clamped to [0, 1]. PSNR and SSIM (``medsr.metrics``, data range 1, which for
 these affine normalisers equals PSNR in physical units over the normaliser's window) are
 computed after shaving ``scale`` border pixels. GMSD (``medsr.metrics.gmsd``, lower is
 better) is the perceptual index: LPIPS weights cannot be had offline. Consistency (issue 16:
 every model at least bicubic's) is the PSNR of the output degraded again by the same
-antialiased bicubic operator against the LR input (whole image, outputs clamped).
+operator that made the LR against the LR input (whole image, outputs clamped).
 
 Real-ESRGAN x4plus (``../shared/data/weights/RealESRGAN_x4plus.safetensors``; grey repeated
 over RGB, output averaged back to grey; at x2 its x4 output is resized down by 2 with
@@ -200,6 +203,26 @@ def external_sets(slices: int) -> dict[str, list[tuple[str, np.ndarray]]]:
     return out
 
 
+# -- degradations ------------------------------------------------------------------------------
+Degrade = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+LR_KINDS = {
+    "bicubic": "antialiased bicubic",
+    "gaussian_blur": "Gaussian blur (FWHM one LR pixel) then sampling",
+    "kspace": "central k-space crop with a Tukey window (MRI-like)",
+    "bilinear": "bilinear without antialiasing (aliased)",
+}
+"""The LR operators of ``--degradation`` (:func:`medsr.transforms.degrade.mixed_kind`, the
+kernels the models' training degradation ``mixed_downsample`` draws from)."""
+
+
+def degrader(kind: str) -> Degrade:
+    from medsr.transforms.degrade import mixed_kind
+
+    return lambda x, scale: mixed_kind(x, scale, kind)
+
+
 # -- methods -----------------------------------------------------------------------------------
 Method = Callable[[torch.Tensor], torch.Tensor]
 
@@ -262,24 +285,21 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
     }
 
 
-def consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
-    """PSNR (dB) of the clamped output degraded again (antialiased bicubic) against the LR."""
+def consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int, degrade: Degrade) -> float:
+    """PSNR (dB) of the clamped output degraded again (by ``degrade``, the operator that made
+    the LR) against the LR."""
     from medsr.metrics import consistency_psnr
-    from medsr.transforms.degrade import bicubic
-
-    def degrade(x: torch.Tensor) -> torch.Tensor:
-        return bicubic(x, scale, antialias=True)
 
     sr = sr.clamp(0, 1).double()
-    return float(consistency_psnr(sr, lr.double(), degrade=degrade, data_range=1.0)[0])
+    return float(
+        consistency_psnr(sr, lr.double(), degrade=lambda x: degrade(x, scale), data_range=1.0)[0]
+    )
 
 
-def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
-    from medsr.transforms.degrade import bicubic
-
+def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int, degrade: Degrade) -> dict:
     h, w = hr.shape[-2:]
     hr = hr[..., : h - h % scale, : w - w % scale]  # x3: the images are multiples of 4
-    lr = bicubic(hr, scale, antialias=True)
+    lr = degrade(hr, scale)
     outs, scores = {}, {}
     for method, fn in methods.items():
         t0 = time.perf_counter()
@@ -289,19 +309,29 @@ def _run(methods: dict[str, Method], hr: torch.Tensor, scale: int) -> dict:
         scores[method] = {
             "seconds": seconds,
             **score(sr, hr, scale),
-            "consistency": consistency(sr, lr, scale),
+            "consistency": consistency(sr, lr, scale, degrade),
         }
     return {"outs": outs, "scores": scores}
 
 
 def evaluate(
-    sets, models, scales, esrgan_slices: int, figure_items: dict, cache: dict | None = None
+    sets,
+    models,
+    scales,
+    esrgan_slices: int,
+    figure_items: dict,
+    cache: dict | None = None,
+    degradation: str = "bicubic",
 ) -> list[dict]:
     """Every method on every image (``esrgan_subset`` False), then every method and
     Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
-    ``cache``: Real-ESRGAN outputs by ``"scale/image"`` (read and filled)."""
+    LR by ``degradation`` (a key of :data:`LR_KINDS`). ``cache``: Real-ESRGAN outputs by
+    ``"scale/image"``, or ``"degradation/scale/image"`` for a degradation other than bicubic
+    (read and filled)."""
     records = []
     cache = {} if cache is None else cache
+    degrade = degrader(degradation)
+    prefix = "" if degradation == "bicubic" else f"{degradation}/"
     for scale in scales:
         methods: dict[str, Method] = {"bicubic": bicubic_up(scale)}
         for label, (s, module) in models.items():
@@ -316,7 +346,7 @@ def evaluate(
                 if esr is not None and name in subset:
                     crop = _multiple(_centre_crop(unit, ESRGAN_CROP))
                     crop_t = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
-                    key = f"{scale}/{name}"
+                    key = f"{prefix}{scale}/{name}"
 
                     def cached(lr: torch.Tensor, key: str = key, fn: Method = esr) -> torch.Tensor:
                         if key not in cache:
@@ -325,7 +355,7 @@ def evaluate(
 
                     runs.append((True, crop_t, {**methods, "Real-ESRGAN x4plus": cached}))
                 for flag, image, chosen in runs:
-                    result = _run(chosen, image, scale)
+                    result = _run(chosen, image, scale, degrade)
                     for method, sc in result["scores"].items():
                         records.append(
                             {
@@ -333,6 +363,7 @@ def evaluate(
                                 "set": set_name,
                                 "image": name,
                                 "method": method,
+                                "degradation": degradation,
                                 "esrgan_subset": flag,
                                 "size": list(image.shape[-2:]),
                                 **sc,
@@ -490,6 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--esrgan-slices", type=int, default=2)
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--degradation",
+        choices=list(LR_KINDS),
+        default="bicubic",
+        help="how the LR is made from the HR (default: antialiased bicubic, the issue's "
+        "protocol); the others are the further kernels the models train on",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pretrained")
     parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
     parser.add_argument(
@@ -511,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = {}
     if args.esrgan_cache is not None and args.esrgan_cache.is_file():
         cache = torch.load(args.esrgan_cache, weights_only=True)
-    records = evaluate(sets, models, args.scales, args.esrgan_slices, items, cache)
+    records = evaluate(
+        sets, models, args.scales, args.esrgan_slices, items, cache, args.degradation
+    )
     if args.esrgan_cache is not None:
         torch.save(cache, args.esrgan_cache)
     elapsed = time.perf_counter() - t0
@@ -530,9 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else __import__("sys").argv[1:])
         + f"` ({elapsed / 60:.1f} min).",
         "",
-        "Degradation: antialiased bicubic. Entries: PSNR (dB) / SSIM / GMSD (lower is "
-        "better), means over the set's images, data range 1 of the training normalisation "
-        f"({scale_note()}).",
+        f"Degradation: {LR_KINDS[args.degradation]}. Entries: PSNR (dB) / SSIM / GMSD "
+        "(lower is better), means over the set's images, data range 1 of the training "
+        f"normalisation ({scale_note()}).",
         "",
         "All images:",
         "",
@@ -547,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *gains(records),
         "",
-        "Consistency: PSNR (dB) of the output degraded again by the same antialiased bicubic "
+        "Consistency: PSNR (dB) of the output degraded again by the operator that made the LR "
         "against the LR input (higher = closer to the input; all images, Real-ESRGAN on its "
         "crops):",
         "",

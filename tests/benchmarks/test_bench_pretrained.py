@@ -53,3 +53,21 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count(bench.HEADING) == 1 and "medsr-edsr-tiny-x2 PSNR" in text
     assert "| x2 | MRI T1 (stroke, external) | " in text.split("Consistency:")[1]
+    assert {r["degradation"] for r in records} == {"bicubic"}
+    assert "Degradation: antialiased bicubic." in text
+
+    # another of the training kernels makes the LR, and the consistency check uses it too
+    kspace = tmp_path / "kspace"
+    argv = ["--manifest", str(tmp_path / "no-manifest"), "--model", "medsr-edsr-tiny-x2"]
+    argv += ["--scales", "2", "--threads", "1", "--out", str(kspace), "--slices", "1"]
+    assert bench.main([*argv, "--degradation", "kspace"]) == 0
+    other = json.loads((kspace / "records.json").read_text())
+    assert {r["degradation"] for r in other} == {"kspace"}
+    assert "k-space" in (kspace / "results.md").read_text()
+    first = {(r["image"], r["method"]): r for r in records}
+    changed = [
+        (r["psnr"], first[(r["image"], r["method"])]["psnr"])
+        for r in other
+        if (r["image"], r["method"]) in first
+    ]
+    assert changed and any(a != b for a, b in changed)  # another LR, other scores

@@ -209,6 +209,10 @@ def test_mixed_downsample_draws_each_kind_per_image_and_is_seeded() -> None:
         assert len(match) == 1, match
         seen.add(match[0])
     assert seen == set(D.MIXED_KINDS)  # 24 draws of 4 equally likely kinds
+    for kind, expected in kinds.items():  # one kernel by name, as the pretrained benchmark uses
+        assert torch.equal(D.mixed_kind(hr, 2, kind), expected)
+    with pytest.raises(ConfigError, match="unknown downsampling kind 'lanczos'; valid: bicubic"):
+        D.mixed_kind(hr, 2, "lanczos")
     # the fidelity check of a model trained on it uses antialiased bicubic
     assert deg.downsample_only().to_config() == [D.Bicubic(scale=2).to_config()]
 

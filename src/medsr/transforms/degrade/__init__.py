@@ -89,6 +89,7 @@ from medsr.transforms.degrade.resample import (
     gaussian_blur,
     kspace_truncate,
     kspace_window,
+    mixed_kind,
 )
 from medsr.transforms.degrade.slices import (
     SliceProfile,
@@ -138,6 +139,7 @@ __all__ = [
     "kspace_truncate",
     "kspace_window",
     "load_degradation",
+    "mixed_kind",
     "noise_reference",
     "poisson_noise",
     "random_blur_kernel",

@@ -282,6 +282,21 @@ MIXED_KINDS = ("bicubic", "bilinear", "gaussian_blur", "kspace")
 """The downsampling kernels :class:`MixedDownsample` draws from."""
 
 
+def mixed_kind(x: torch.Tensor, scale: int, kind: str) -> torch.Tensor:
+    """Downsample ``x`` by ``scale`` with one of :data:`MIXED_KINDS`, as
+    :class:`MixedDownsample` does: antialiased bicubic, plain bilinear (aliased), Gaussian
+    blur with the default sigma for the scale, or k-space truncation with a Tukey window."""
+    if kind == "bicubic":
+        return bicubic(x, scale, antialias=True, clip=True)
+    if kind == "bilinear":
+        return bilinear(x, scale, antialias=False)
+    if kind == "gaussian_blur":
+        return blur_downsample(x, scale)
+    if kind == "kspace":
+        return kspace_truncate(x, scale, window="tukey", clip=True)
+    raise ConfigError(f"unknown downsampling kind {kind!r}; valid: {', '.join(MIXED_KINDS)}")
+
+
 @dataclass(frozen=True)
 class MixedDownsample(ScaledStage):
     """Per image, one downsampling drawn at random from ``kinds`` (with ``probs``), then
@@ -322,21 +337,12 @@ class MixedDownsample(ScaledStage):
             )
         _check_range("mixed_downsample.snr", self.snr, low=0.0)
 
-    def _downsample(self, kind: str, x4: torch.Tensor) -> torch.Tensor:
-        if kind == "bicubic":
-            return bicubic(x4, self.scale, antialias=True, clip=True)
-        if kind == "bilinear":
-            return bilinear(x4, self.scale, antialias=False)
-        if kind == "gaussian_blur":
-            return blur_downsample(x4, self.scale)
-        return kspace_truncate(x4, self.scale, window="tukey", clip=True)
-
     def apply(self, x4: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         assert generator is not None
         probs = self.probs or (1.0,) * len(self.kinds)
         out = []
         for i in range(x4.shape[0]):
-            lr = self._downsample(self.kinds[_choice(generator, probs)], x4[i : i + 1])
+            lr = mixed_kind(x4[i : i + 1], self.scale, self.kinds[_choice(generator, probs)])
             if self.noise_prob > 0 and _uniform(generator, 0.0, 1.0) < self.noise_prob:
                 lr = rician_noise(lr, self.snr, generator=generator)
             out.append(lr)
