@@ -57,6 +57,11 @@ class SRDataset(Dataset):
 
     ``dataset_repeats`` (train mode only): dataset name -> k, each slice of that dataset is
     listed k times (oversampling a small dataset in a mixed manifest).
+
+    ``modality_degradations``: manifest modality (``MR``, ``CT``, ``DX``, ``CR``, ...) -> the
+    degradation for that modality's slices instead of ``degradation`` (same scale factors).
+    An acquisition model belongs to a modality: k-space truncation is how an MR image loses
+    resolution, never a CT slice or a radiograph.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class SRDataset(Dataset):
         return_mask: bool = False,
         datasets: Sequence[str] | None = None,
         dataset_repeats: Mapping[str, int] | None = None,
+        modality_degradations: Mapping[str, Degradation] | None = None,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ConfigError(f"unknown dataset mode {mode!r}; valid: train, eval")
@@ -86,6 +92,18 @@ class SRDataset(Dataset):
                 f"build_degradation or load_degradation), got {type(degradation).__name__}"
             )
         fh, fw = degradation.factors
+        for modality, other in (modality_degradations or {}).items():
+            if not isinstance(other, Degradation):
+                raise ConfigError(
+                    f"the degradation for modality {modality} must be a Degradation, got "
+                    f"{type(other).__name__}"
+                )
+            if tuple(other.factors) != (fh, fw):
+                raise ConfigError(
+                    f"the degradation for modality {modality} has scale factors "
+                    f"{tuple(other.factors)}, the default degradation {(fh, fw)}: one model "
+                    "learns one scale"
+                )
         if mode == "train" and (patch_size < 1 or patch_size % fh or patch_size % fw):
             raise ConfigError(
                 f"patch_size {patch_size} must be a positive multiple of the scale factors "
@@ -111,6 +129,14 @@ class SRDataset(Dataset):
             rows = [r for r in rows if r.dataset in set(datasets)]
         if not rows:
             raise ConfigError(f"{path} has no rows for split {split!r}")
+        present = {r.modality for r in rows}
+        unknown = sorted(set(modality_degradations or {}) - present)
+        if unknown and mode == "train":  # a misspelt modality would silently change nothing
+            raise ConfigError(
+                f"a degradation is given for modality {', '.join(unknown)}, but no slice of "
+                f"split {split!r} in {path} has it; modalities there: "
+                f"{', '.join(sorted(present))}"
+            )
         if dataset_repeats and mode == "train":
             bad = {k: v for k, v in dataset_repeats.items() if not isinstance(v, int) or v < 1}
             if bad:
@@ -120,6 +146,7 @@ class SRDataset(Dataset):
             rows = [r for r in rows for _ in range(dataset_repeats.get(r.dataset, 1))]
         self.rows: list[SliceRecord] = rows
         self.degradation = degradation
+        self.modality_degradations = dict(modality_degradations or {})
         self.mode: Mode = mode
         self.patch_size = patch_size
         self.neighbours = neighbours
@@ -175,6 +202,10 @@ class SRDataset(Dataset):
     def normaliser(self, index: int) -> Normaliser:
         return self._normalisers[self.row(index).normaliser]
 
+    def degradation_for(self, row: SliceRecord) -> Degradation:
+        """The degradation that makes ``row``'s LR: its modality's, else the default."""
+        return self.modality_degradations.get(row.modality, self.degradation)
+
     # -- items ------------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -224,7 +255,7 @@ class SRDataset(Dataset):
             flip = Flip.draw(g)
             stack = flip(stack)
             mask = flip(mask) if mask is not None else None
-        item: dict[str, Any] = self._pair(stack, g)
+        item: dict[str, Any] = self._pair(stack, g, self.degradation_for(row))
         if mask is not None:
             item["mask"] = mask
         item["index"] = index
@@ -234,7 +265,7 @@ class SRDataset(Dataset):
         row = self.row(index)
         factors = self.degradation.factors
         stack = crop_to_multiple(self._unit(row, None), factors)
-        item = self._pair(stack, item_generator(self.seed, 0, index))
+        item = self._pair(stack, item_generator(self.seed, 0, index), self.degradation_for(row))
         if self.return_mask:
             item["mask"] = crop_to_multiple(self._mask(row, None), factors)
         item.update(
@@ -247,9 +278,11 @@ class SRDataset(Dataset):
         )
         return item
 
-    def _pair(self, stack: torch.Tensor, g: torch.Generator) -> dict[str, Any]:
+    def _pair(
+        self, stack: torch.Tensor, g: torch.Generator, degradation: Degradation
+    ) -> dict[str, Any]:
         stack = stack.contiguous()
-        lr = self.degradation(stack, generator=g)
+        lr = degradation(stack, generator=g)
         k = self.neighbours
         return {"lr": lr, "hr": stack[k : k + 1].clone()}
 

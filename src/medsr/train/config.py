@@ -108,6 +108,9 @@ class DataConfig:
     ``licenses``: dataset name -> licence text, written into the checkpoint's metadata.
     ``dataset_repeats``: dataset name -> k >= 1; the training split lists each slice of that
     dataset k times (oversampling the small datasets of a mixed manifest).
+    ``modality_degradation``: manifest modality (``MR``, ``CT``, ``DX``, ``CR``) -> stages
+    (inline or a YAML file) used for that modality's slices instead of ``degradation``, with
+    the same scale (e.g. k-space truncation for MR only).
     """
 
     manifest: str
@@ -127,6 +130,7 @@ class DataConfig:
     val_crop: int | None = None
     licenses: dict[str, str] = field(default_factory=dict)
     dataset_repeats: dict[str, int] = field(default_factory=dict)
+    modality_degradation: dict[str, str | list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive("patch_size", self.patch_size)

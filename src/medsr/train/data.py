@@ -37,6 +37,7 @@ __all__ = [
     "ResumableBatchSampler",
     "build_datasets",
     "build_degradation_from_config",
+    "build_modality_degradations",
     "centre_crop_pair",
     "validation_indices",
 ]
@@ -211,17 +212,31 @@ def _worker_init(worker_id: int) -> None:
 # ------------------------------------------------------------------------------- the datasets
 def build_degradation_from_config(data: DataConfig):
     """The ``Degradation`` named by ``data.degradation`` (a YAML path or inline stages)."""
+    return _degradation(data.degradation, "data.degradation")
+
+
+def build_modality_degradations(data: DataConfig) -> dict[str, Any]:
+    """Modality -> ``Degradation`` from ``data.modality_degradation``."""
+    return {
+        modality: _degradation(spec, f"data.modality_degradation.{modality}")
+        for modality, spec in data.modality_degradation.items()
+    }
+
+
+def _degradation(spec: str | list[dict[str, Any]], where: str):
     from medsr.transforms.degrade import build_degradation, load_degradation
 
-    if isinstance(data.degradation, str):
-        return load_degradation(data.degradation)
+    if isinstance(spec, str):
+        return load_degradation(spec)
     try:
-        return build_degradation(data.degradation)
+        return build_degradation(spec)
     except ConfigError as error:
-        raise ConfigError(f"data.degradation: {error}") from error
+        raise ConfigError(f"{where}: {error}") from error
 
 
-def build_datasets(data: DataConfig, *, seed: int, degradation) -> tuple[Dataset, Dataset | None]:
+def build_datasets(
+    data: DataConfig, *, seed: int, degradation, modality_degradations=None
+) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets from a ``medsr prepare`` output (``data.manifest``).
 
     The validation dataset is None when ``data.val_split`` is null or the split is empty
@@ -234,6 +249,7 @@ def build_datasets(data: DataConfig, *, seed: int, degradation) -> tuple[Dataset
 
     common: dict[str, Any] = {
         "degradation": degradation,
+        "modality_degradations": modality_degradations,
         "neighbours": data.neighbours,
         "seed": seed,
         "datasets": data.datasets,

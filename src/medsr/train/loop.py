@@ -44,6 +44,7 @@ from medsr.train.data import (
     ResumableBatchSampler,
     build_datasets,
     build_degradation_from_config,
+    build_modality_degradations,
     validation_indices,
 )
 from medsr.train.ema import EMA
@@ -220,13 +221,17 @@ class Trainer:
             )
         self.device = self.dist.device
         self.degradation = build_degradation_from_config(config.data)
+        self.modality_degradations = build_modality_degradations(config.data)
         self.factors = tuple(self.degradation.factors)
         self.config = self._resolve(config)
         run = self.config.train
 
         if train_dataset is None:
             train_dataset, built_val = build_datasets(
-                self.config.data, seed=self.config.seed, degradation=self.degradation
+                self.config.data,
+                seed=self.config.seed,
+                degradation=self.degradation,
+                modality_degradations=self.modality_degradations,
             )
             if val_dataset is None:
                 val_dataset = built_val
@@ -288,6 +293,7 @@ class Trainer:
             self.config,
             scale=self.factors[0],
             degradation=self.degradation.to_config(),
+            modality_degradation={m: d.to_config() for m, d in self.modality_degradations.items()},
             rows=getattr(self.train_dataset, "rows", None),
             config_path=str(config_path) if config_path is not None else None,
             processes=self.dist.world_size,

@@ -39,6 +39,7 @@ class RunDescription:
     config: RunConfig
     scale: int
     degradation: list[dict[str, Any]]
+    modality_degradation: dict[str, list[dict[str, Any]]]
     normalisation: dict[str, Any]
     normalisation_details: dict[str, Any]
     training_data: dict[str, Any]
@@ -69,6 +70,7 @@ def describe_run(
     scale: int,
     degradation: list[dict[str, Any]],
     rows: Sequence[Any] | None,
+    modality_degradation: dict[str, list[dict[str, Any]]] | None = None,
     config_path: str | None,
     processes: int,
     precision: str,
@@ -86,6 +88,7 @@ def describe_run(
         config=config,
         scale=scale,
         degradation=degradation,
+        modality_degradation=modality_degradation or {},
         normalisation=normalisation,
         normalisation_details=details,
         training_data=_training_data(config, options, rows, warn=warn),
@@ -132,6 +135,8 @@ def checkpoint_metadata(
         "normalisation": run.normalisation,
         "normalisation_details": run.normalisation_details,
         "degradation": run.degradation,
+        # modality -> the stages its slices were degraded with instead (empty: none)
+        "modality_degradation": run.modality_degradation,
         "training_data": run.training_data,
         "recipe": {
             "name": cfg.name,
