@@ -197,6 +197,53 @@ def test_dataset_repeats_oversample_a_dataset_in_training_only(prepared: Path) -
         SRDataset(prepared, degradation=BICUBIC, patch_size=16, dataset_repeats={dataset: 0})
 
 
+def test_modality_degradations_replace_the_default_for_their_modality(prepared: Path) -> None:
+    import dataclasses
+
+    kspace = build_degradation({"name": "kspace", "scale": 4, "window": "tukey"})
+    ds = SRDataset(
+        prepared,
+        degradation=BICUBIC,
+        patch_size=16,
+        augment=False,
+        modality_degradations={"MR": kspace},
+    )
+    item = ds[3]
+    torch.testing.assert_close(item["lr"], kspace(item["hr"]))  # the MR slices' own operator
+    assert not torch.allclose(item["lr"], bicubic(item["hr"], 4))
+    # a row of another modality falls back to the default degradation
+    ct_row = dataclasses.replace(ds.row(3), modality="CT")
+    assert ds.degradation_for(ct_row) is BICUBIC and ds.degradation_for(ds.row(3)) is kspace
+    val = SRDataset(
+        prepared,
+        degradation=BICUBIC,
+        split="val",
+        mode="eval",
+        modality_degradations={"MR": kspace},
+    )
+    whole = val[0]
+    torch.testing.assert_close(whole["lr"], kspace(whole["hr"]))
+    # eval splits may lack a modality the training split has
+    SRDataset(
+        prepared,
+        degradation=BICUBIC,
+        split="val",
+        mode="eval",
+        modality_degradations={"CT": kspace},
+    )
+    with pytest.raises(ConfigError, match=r"modality CT, but no slice of split 'train'.*: MR"):
+        SRDataset(
+            prepared, degradation=BICUBIC, patch_size=16, modality_degradations={"CT": kspace}
+        )
+    x2 = build_degradation({"name": "bicubic", "scale": 2})
+    with pytest.raises(ConfigError, match=r"modality MR has scale factors \(2, 2\)"):
+        SRDataset(prepared, degradation=BICUBIC, patch_size=16, modality_degradations={"MR": x2})
+    with pytest.raises(ConfigError, match="modality MR must be a Degradation"):
+        SRDataset(
+            prepared, degradation=BICUBIC, modality_degradations={"MR": [{"name": "bicubic"}]}
+        )  # type: ignore[dict-item]
+
+
 def test_real_brats_slice_round_trips_to_physical_units(shared_data: Path, tmp_path: Path) -> None:
     flair = shared_data / "brain-mri-brats2013" / "pat0003" / "Flair_subtrMeanDivStd.nii.gz"
     if not flair.is_file():

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from medsr.errors import ConfigError
+from medsr.train.config import DataConfig
 from medsr.train.data import (
     BatchStream,
     ResumableBatchSampler,
+    build_modality_degradations,
     centre_crop_pair,
     validation_indices,
 )
@@ -105,3 +107,19 @@ def test_centre_crop_pair_keeps_the_lr_hr_correspondence():
     assert centre_crop_pair(lr, hr, None, (2, 2))[1] is hr
     with pytest.raises(ConfigError):
         centre_crop_pair(lr, hr, 1, (2, 2))
+
+
+def test_modality_degradations_are_built_per_modality_and_errors_name_the_key(tmp_path):
+    stages = [{"name": "mixed_downsample", "scale": 2, "kinds": ["bicubic", "gaussian_blur"]}]
+    yaml_file = tmp_path / "mr.yaml"
+    yaml_file.write_text("- {name: kspace, scale: 2}\n")
+    data = DataConfig(
+        manifest="m", degradation=[], modality_degradation={"CT": stages, "MR": str(yaml_file)}
+    )
+    built = build_modality_degradations(data)
+    assert built["CT"].to_config()[0]["kinds"] == ["bicubic", "gaussian_blur"]
+    assert built["MR"].to_config()[0]["name"] == "kspace"
+    assert build_modality_degradations(DataConfig(manifest="m", degradation=[])) == {}
+    bad = DataConfig(manifest="m", degradation=[], modality_degradation={"DX": [{"name": "x"}]})
+    with pytest.raises(ConfigError, match=r"data\.modality_degradation\.DX: .*x"):
+        build_modality_degradations(bad)

@@ -27,8 +27,12 @@ def test_every_shipped_model_has_its_recipe():
 def test_pretrained_recipe_smoke_run(path, prepared, shared_data, tmp_path):
     # the mixed manifest is four datasets; the spine subset stands in (dataset_repeats of
     # absent datasets are ignored)
-    overrides = {"data.manifest": str(prepared["spine"])}
-    for i, stage in enumerate(load_config(path).stages):
+    overrides: dict = {"data.manifest": str(prepared["spine"])}
+    recipe = load_config(path)
+    by_modality = recipe.data.modality_degradation
+    if by_modality:  # the spine subset is MR only: its slices take the CT stages instead
+        overrides["data.modality_degradation"] = {"MR": by_modality["CT"]}
+    for i, stage in enumerate(recipe.stages):
         if stage.losses.perceptual is not None:
             overrides[f"stages.{i}.losses.perceptual.weights"] = str(shared_data / VGG16)
     config = load_config(path, overrides, smoke=True)
@@ -39,6 +43,8 @@ def test_pretrained_recipe_smoke_run(path, prepared, shared_data, tmp_path):
     model = load(tmp_path / "checkpoints" / "last")
     meta = read_config(tmp_path / "checkpoints" / "last")["metadata"]
     assert meta["degradation"][0]["name"] == "mixed_downsample"
+    if by_modality:
+        assert meta["modality_degradation"]["MR"][0]["kinds"] == by_modality["CT"][0]["kinds"]
     assert model.global_skip
     with torch.no_grad():
         assert model(torch.rand(1, 1, 12, 12)).shape == (1, 1, 12 * model.scale, 12 * model.scale)
