@@ -201,6 +201,58 @@ def _terms(datasets: list[dict]) -> str:
     return ("; ".join(parts) + ".") if parts else "no restrictive terms."
 
 
+_KIND_TEXT = {
+    "bicubic": "antialiased bicubic",
+    "bilinear": "bilinear",
+    "gaussian_blur": "Gaussian blur with the default sigma for the scale then decimation",
+    "kspace": "MRI-like k-space truncation with a Tukey window",
+}
+
+
+def describe_degradation(stages: list[dict] | None) -> str:
+    """Words for a training degradation's stages (the mixed downsampling spelled out)."""
+    if not stages:
+        return "not recorded"
+    words = []
+    for stage in stages:
+        if stage.get("name") != "mixed_downsample":
+            words.append(f"`{json.dumps(stage)}`")
+            continue
+        kinds = stage["kinds"]
+        probs = stage.get("probs") or [1.0] * len(kinds)
+        total = sum(probs)
+        drawn = ", ".join(
+            f"{_KIND_TEXT.get(k, k)} ({100 * p / total:.0f} %)"
+            for k, p in zip(kinds, probs, strict=True)
+            if p > 0
+        )
+        text = f"per training patch one downsampling is drawn: {drawn}"
+        if stage.get("noise_prob", 0) > 0:
+            lo, hi = stage.get("snr", (20.0, 40.0))
+            text += (
+                f"; then Rician noise (SNR {lo:g}..{hi:g}) on "
+                f"{100 * stage['noise_prob']:.0f} % of patches"
+            )
+        words.append(text)
+    return "; then ".join(words)
+
+
+def degradation_lines(meta: dict) -> list[str]:
+    """The model card's degradation paragraph(s): the default stages, and the stages of each
+    modality that had its own (``data.modality_degradation``)."""
+    deg = meta.get("degradation")
+    by_modality = meta.get("modality_degradation") or {}
+    if not by_modality:
+        return [f"`{json.dumps(deg)}`: {describe_degradation(deg)}."]
+    lines = [
+        f"Slices of modality {', '.join(sorted(by_modality))} had their own degradation; all "
+        f"other slices `{json.dumps(deg)}`: {describe_degradation(deg)}.",
+    ]
+    for modality, stages in sorted(by_modality.items()):
+        lines += ["", f"{modality}: `{json.dumps(stages)}`: {describe_degradation(stages)}."]
+    return lines
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -225,7 +277,6 @@ def card(
         f"licence: {d.get('license', 'unknown')}"
         for d in data.get("datasets", [])
     )
-    deg = json.dumps(meta.get("degradation"))
     run = recipe.get("name", name)
     recipe_path = f"configs/pretrained/{run}.yaml"
     # a recipe that continues another recipe's run (model.init_generator: runs/BASE/...)
@@ -274,10 +325,7 @@ def card(
         "",
         "## Degradation (how the low-resolution inputs were made)",
         "",
-        f"`{deg}`: per training patch one downsampling is drawn: antialiased bicubic (40 %), "
-        "bilinear (20 %), Gaussian blur with the default sigma for the scale then decimation "
-        "(20 %), k-space truncation with a Tukey window (20 %, MRI-like); then Rician noise "
-        "(SNR 20..40) on 10 % of patches.",
+        *degradation_lines(meta),
         "",
         "## Recipe",
         "",

@@ -52,3 +52,29 @@ def test_a_card_of_a_recipe_from_scratch_or_shipped_weights_runs_it_alone(ship, 
         "nice -n 10 medsr train configs/pretrained/x.yaml --out runs/x",
         "python scripts/ship_pretrained.py medsr-x runs/x/checkpoints/last",
     ]
+
+
+def test_the_card_spells_out_the_degradation_of_each_modality(ship):
+    mixed = {
+        "name": "mixed_downsample",
+        "scale": 2,
+        "kinds": ["bicubic", "bilinear", "gaussian_blur", "kspace"],
+        "probs": [0.4, 0.2, 0.2, 0.2],
+        "noise_prob": 0.1,
+        "snr": [20.0, 40.0],
+    }
+    resampled = {**mixed, "kinds": ["bicubic", "gaussian_blur"], "probs": [3, 1], "noise_prob": 0}
+    one = " ".join(ship.degradation_lines({"degradation": [mixed]}))
+    assert "antialiased bicubic (40 %)" in one
+    assert "k-space truncation with a Tukey window (20 %)" in one
+    assert "Rician noise (SNR 20..40) on 10 % of patches" in one and "modality" not in one
+    both = "\n".join(
+        ship.degradation_lines(
+            {"degradation": [mixed], "modality_degradation": {"CT": [resampled]}}
+        )
+    )
+    assert "Slices of modality CT had their own degradation" in both
+    ct = both.split("CT: ", 1)[1].split("`: ", 1)[1]  # the words after the stages
+    assert "antialiased bicubic (75 %), Gaussian blur" in ct and "(25 %)" in ct
+    assert "k-space" not in ct and "noise" not in ct
+    assert ship.describe_degradation(None) == "not recorded"
