@@ -253,6 +253,17 @@ def degradation_lines(meta: dict) -> list[str]:
     return lines
 
 
+def _recipe_start(path: Path, recipe: dict) -> str | None:
+    """``model.init_generator`` of the recipe file ``path`` if it exists, else the one in the
+    checkpoint's recorded recipe."""
+    model = recipe.get("config", {}).get("model") or {}
+    if path.is_file():
+        import yaml
+
+        model = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}
+    return model.get("init_generator")
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -280,8 +291,9 @@ def card(
     run = recipe.get("name", name)
     recipe_path = f"configs/pretrained/{run}.yaml"
     # a recipe that continues another recipe's run (model.init_generator: runs/BASE/...)
-    # needs that run first
-    start = Path((recipe.get("config", {}).get("model") or {}).get("init_generator") or "")
+    # needs that run first; the repository's recipe file has the last word (a run that
+    # continued the shipped copy of a model it then replaced names runs/BASE there)
+    start = Path(_recipe_start(REPO / recipe_path, recipe) or "")
     first = []
     if len(start.parts) > 2 and start.parts[0] == "runs":
         base = start.parts[1]

@@ -78,3 +78,15 @@ def test_the_card_spells_out_the_degradation_of_each_modality(ship):
     assert "antialiased bicubic (75 %), Gaussian blur" in ct and "(25 %)" in ct
     assert "k-space" not in ct and "noise" not in ct
     assert ship.describe_degradation(None) == "not recorded"
+
+
+def test_the_repository_recipe_names_the_run_a_continued_model_starts_from(ship):
+    # the run continued the shipped copy of the model it replaced; its recipe file in the
+    # repository names the base run, so the card runs that first
+    shipped = "src/medsr/models/pretrained/medsr-edsr-quality-x2"
+    config = _config("medsr-edsr-quality-x2-modality", shipped)
+    text = ship.card("medsr-edsr-quality-x2", config, [], "fp16", 70.0)
+    assert _recipe_block(text)[0] == (
+        "nice -n 10 medsr train configs/pretrained/medsr-edsr-quality-x2.yaml "
+        "--out runs/medsr-edsr-quality-x2  # first"
+    )
