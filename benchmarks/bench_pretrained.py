@@ -528,7 +528,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how the LR is made from the HR (default: antialiased bicubic, the issue's "
         "protocol); the others are the further kernels the models train on",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pretrained")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default benchmarks/pretrained, whose records the model cards use; "
+        "benchmarks/pretrained/KIND for another --degradation)",
+    )
     parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
     parser.add_argument(
         "--esrgan-cache",
@@ -537,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         "(Real-ESRGAN does not change between runs)",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = REPO / "benchmarks" / "pretrained"
+        if args.degradation != "bicubic":  # the cards read the bicubic records
+            args.out = args.out / args.degradation
     torch.set_num_threads(args.threads)
 
     sets = {}
