@@ -207,17 +207,9 @@ def external_sets(slices: int) -> dict[str, list[tuple[str, np.ndarray]]]:
 Degrade = Callable[[torch.Tensor, int], torch.Tensor]
 
 
-LR_KINDS = {
-    "bicubic": "antialiased bicubic",
-    "gaussian_blur": "Gaussian blur (FWHM one LR pixel) then sampling",
-    "kspace": "central k-space crop with a Tukey window (MRI-like)",
-    "bilinear": "bilinear without antialiasing (aliased)",
-}
-"""The LR operators of ``--degradation`` (:func:`medsr.transforms.degrade.mixed_kind`, the
-kernels the models' training degradation ``mixed_downsample`` draws from)."""
-
-
 def degrader(kind: str) -> Degrade:
+    """The LR operator of ``--degradation kind`` (:func:`medsr.transforms.degrade.mixed_kind`:
+    the kernels the models' training degradation ``mixed_downsample`` draws from)."""
     from medsr.transforms.degrade import mixed_kind
 
     return lambda x, scale: mixed_kind(x, scale, kind)
@@ -325,7 +317,7 @@ def evaluate(
 ) -> list[dict]:
     """Every method on every image (``esrgan_subset`` False), then every method and
     Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
-    LR by ``degradation`` (a key of :data:`LR_KINDS`). ``cache``: Real-ESRGAN outputs by
+    LR by ``degradation`` (one of ``MIXED_KINDS``). ``cache``: Real-ESRGAN outputs by
     ``"scale/image"``, or ``"degradation/scale/image"`` for a degradation other than bicubic
     (read and filled)."""
     records = []
@@ -514,6 +506,8 @@ def figure(items: dict, out: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medsr.transforms.degrade import MIXED_KIND_TEXT, MIXED_KINDS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, default=REPO / "runs" / "data" / "all")
     parser.add_argument("--model", action="append", default=[], help="LABEL=SPEC (repeatable)")
@@ -523,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--degradation",
-        choices=list(LR_KINDS),
+        choices=MIXED_KINDS,
         default="bicubic",
         help="how the LR is made from the HR (default: antialiased bicubic, the issue's "
         "protocol); the others are the further kernels the models train on",
@@ -579,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else __import__("sys").argv[1:])
         + f"` ({elapsed / 60:.1f} min).",
         "",
-        f"Degradation: {LR_KINDS[args.degradation]}. Entries: PSNR (dB) / SSIM / GMSD "
+        f"Degradation: {MIXED_KIND_TEXT[args.degradation]}. Entries: PSNR (dB) / SSIM / GMSD "
         "(lower is better), means over the set's images, data range 1 of the training "
         f"normalisation ({scale_note()}).",
         "",

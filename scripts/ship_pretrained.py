@@ -201,16 +201,10 @@ def _terms(datasets: list[dict]) -> str:
     return ("; ".join(parts) + ".") if parts else "no restrictive terms."
 
 
-_KIND_TEXT = {
-    "bicubic": "antialiased bicubic",
-    "bilinear": "bilinear",
-    "gaussian_blur": "Gaussian blur with the default sigma for the scale then decimation",
-    "kspace": "MRI-like k-space truncation with a Tukey window",
-}
-
-
 def describe_degradation(stages: list[dict] | None) -> str:
     """Words for a training degradation's stages (the mixed downsampling spelled out)."""
+    from medsr.transforms.degrade import MIXED_KIND_TEXT
+
     if not stages:
         return "not recorded"
     words = []
@@ -222,7 +216,7 @@ def describe_degradation(stages: list[dict] | None) -> str:
         probs = stage.get("probs") or [1.0] * len(kinds)
         total = sum(probs)
         drawn = ", ".join(
-            f"{_KIND_TEXT.get(k, k)} ({100 * p / total:.0f} %)"
+            f"{MIXED_KIND_TEXT.get(k, k)} ({100 * p / total:.0f} %)"
             for k, p in zip(kinds, probs, strict=True)
             if p > 0
         )

@@ -75,6 +75,7 @@ from medsr.transforms.degrade.realesrgan import (
     sinc_kernel,
 )
 from medsr.transforms.degrade.resample import (
+    MIXED_KIND_TEXT,
     MIXED_KINDS,
     Bicubic,
     Bilinear,
@@ -105,6 +106,7 @@ __all__ = [
     "FWHM_PER_SIGMA",
     "KERNEL_TYPES",
     "MIXED_KINDS",
+    "MIXED_KIND_TEXT",
     "Bicubic",
     "Bilinear",
     "Degradation",

@@ -281,6 +281,14 @@ class KSpaceTruncation(ScaledStage):
 MIXED_KINDS = ("bicubic", "bilinear", "gaussian_blur", "kspace")
 """The downsampling kernels :class:`MixedDownsample` draws from."""
 
+MIXED_KIND_TEXT = {
+    "bicubic": "antialiased bicubic",
+    "bilinear": "bilinear",
+    "gaussian_blur": "Gaussian blur with the default sigma for the scale then decimation",
+    "kspace": "MRI-like k-space truncation with a Tukey window",
+}
+"""Each of :data:`MIXED_KINDS` in words (model cards, benchmark tables)."""
+
 
 def mixed_kind(x: torch.Tensor, scale: int, kind: str) -> torch.Tensor:
     """Downsample ``x`` by ``scale`` with one of :data:`MIXED_KINDS`, as
