@@ -115,6 +115,37 @@ def test_a_failing_job_reports_its_error_and_the_worker_goes_on(tmp_path, ct_fil
     assert manager.get(good.id).status == "done"
 
 
+def test_no_upload_is_left_when_a_job_is_reported_finished(tmp_path, ct_file, monkeypatch):
+    """A client polling for "done" or "failed" must never find the upload still on disk
+    (the worker used to mark the job first and delete the upload after: a race)."""
+    seen = []
+    update = JobManager._update
+
+    def spy(self, record, *, save=True, **changes):
+        if changes.get("status") in ("done", "failed"):
+            seen.append((changes["status"], (self.root / record.id / "upload").exists()))
+        update(self, record, save=save, **changes)
+
+    def broken(folder, record):
+        from medsr.errors import CorruptFileError
+
+        if record.id == bad_id:
+            raise CorruptFileError(folder / "input.dcm", "pixel data is truncated")
+        return _reader(folder, record)
+
+    monkeypatch.setattr(JobManager, "_update", spy)
+    manager = _manager(tmp_path, read_upload=broken)
+    bad_id, folder = manager.new_job_dir()
+    (folder / "upload" / "input.dcm").write_bytes(ct_file.read_bytes())
+    manager.start()
+    manager.submit(bad_id, kind="dicom", model="nearest", scale=2)
+    _submit(manager, ct_file)
+    manager.wait_idle()
+    manager.stop()
+    assert sorted(status for status, _ in seen) == ["done", "failed"]
+    assert not any(left for _, left in seen)
+
+
 def test_two_workers_run_jobs_at_once(tmp_path, ct_file):
     image = Image(array=np.zeros((64, 64), np.float32), spacing=(1.0, 1.0))
     manager = _manager(tmp_path, workers=2)

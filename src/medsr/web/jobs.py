@@ -447,10 +447,10 @@ class JobManager:
             self._memory.pop(job_id, None)
         if record is None:
             return
+        shutil.rmtree(self.root / job_id / "upload", ignore_errors=True)  # (before "failed")
         self._update(
             record, status="failed", stage="failed", error=message, finished_at=time.time()
         )
-        shutil.rmtree(self.root / job_id / "upload", ignore_errors=True)
 
     def _model(self, name: str, scale: int):
         from medsr.infer import load_model
@@ -493,6 +493,9 @@ class JobManager:
             for name, array in arrays.items():
                 np.save(views / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
             fidelity = made.fidelity_psnr
+            # The upload goes before the job says "done": a client that sees "done" must find
+            # no upload left on disk (a stop in between fails the job with "upload again").
+            shutil.rmtree(folder / "upload", ignore_errors=True)
             self._update(
                 record,
                 status="done",
@@ -513,8 +516,6 @@ class JobManager:
             log.info("job %s (%s) done in %.1f s", job_id, record.method, record.seconds)
         except MedsrError as error:
             self._fail(job_id, _message(error))
-            return
-        shutil.rmtree(folder / "upload", ignore_errors=True)
 
     def _with_model(self, record: JobRecord, image: Image, axis: str) -> _Made:
         """The job's 2D model in-plane, or on the planes through the slice axis
