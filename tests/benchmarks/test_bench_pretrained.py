@@ -53,6 +53,11 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count(bench.HEADING) == 1 and "medsr-edsr-tiny-x2 PSNR" in text
     assert "| x2 | MRI T1 (stroke, external) | " in text.split("Consistency:")[1]
+    gains = text.split("Gains over bicubic")[1].split("Consistency:")[0]
+    assert "| x2: set | medsr-edsr-tiny-x2 dPSNR (dB) / dSSIM |" in gains
+    row = next(line for line in gains.splitlines() if line.startswith("| MRI T1 (stroke"))
+    mean = next(line for line in gains.splitlines() if line.startswith("| **MRI, mean of 1 set**"))
+    assert row.split("|")[2] == mean.split("|")[2]  # one MRI set: its mean is its own gain
     assert {r["degradation"] for r in records} == {"bicubic"}
     assert "Degradation: antialiased bicubic." in text
 
