@@ -258,6 +258,22 @@ def _recipe_start(path: Path, recipe: dict) -> str | None:
     return model.get("init_generator")
 
 
+def _runs_first(run: str, recipe: dict) -> list[str]:
+    """The runs that the recipe ``run`` needs before it, oldest first: a recipe that continues
+    another recipe's run (``model.init_generator: runs/BASE/...``) needs that run, which may
+    continue another. The repository's recipe files have the last word (a run that continued
+    the shipped copy of a model it then replaced names ``runs/BASE`` there)."""
+    chain: list[str] = []
+    start = _recipe_start(REPO / f"configs/pretrained/{run}.yaml", recipe)
+    while start:
+        parts = Path(start).parts
+        if len(parts) <= 2 or parts[0] != "runs" or parts[1] in (run, *chain):
+            break
+        chain.insert(0, parts[1])
+        start = _recipe_start(REPO / f"configs/pretrained/{parts[1]}.yaml", {})
+    return chain
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -284,16 +300,11 @@ def card(
     )
     run = recipe.get("name", name)
     recipe_path = f"configs/pretrained/{run}.yaml"
-    # a recipe that continues another recipe's run (model.init_generator: runs/BASE/...)
-    # needs that run first; the repository's recipe file has the last word (a run that
-    # continued the shipped copy of a model it then replaced names runs/BASE there)
-    start = Path(_recipe_start(REPO / recipe_path, recipe) or "")
-    first = []
-    if len(start.parts) > 2 and start.parts[0] == "runs":
-        base = start.parts[1]
-        first = [
-            f"nice -n 10 medsr train configs/pretrained/{base}.yaml --out runs/{base}  # first"
-        ]
+    first = [
+        f"nice -n 10 medsr train configs/pretrained/{base}.yaml --out runs/{base}"
+        + ("  # first" if i == 0 else "")
+        for i, base in enumerate(_runs_first(run, recipe))
+    ]
     lines = [
         f"# Model card: `{name}`",
         "",

@@ -45,6 +45,22 @@ def test_a_card_runs_the_recipe_a_continued_run_starts_from_first(ship):
     ]
 
 
+def test_a_card_runs_a_chain_of_continued_runs_oldest_first(ship, tmp_path, monkeypatch):
+    # c continues b, which continues a (the repository's recipe files say so); a loop stops
+    recipes = tmp_path / "configs" / "pretrained"
+    recipes.mkdir(parents=True)
+    (recipes / "b.yaml").write_text("model:\n  init_generator: runs/a/checkpoints/best\n")
+    (recipes / "a.yaml").write_text("model:\n  init_generator: runs/c/checkpoints/last\n")
+    monkeypatch.setattr(ship, "REPO", tmp_path)
+    text = ship.card("medsr-c", _config("c", "runs/b/checkpoints/last"), [], "fp16", 70.0)
+    assert _recipe_block(text) == [
+        "nice -n 10 medsr train configs/pretrained/a.yaml --out runs/a  # first",
+        "nice -n 10 medsr train configs/pretrained/b.yaml --out runs/b",
+        "nice -n 10 medsr train configs/pretrained/c.yaml --out runs/c",
+        "python scripts/ship_pretrained.py medsr-c runs/c/checkpoints/last",
+    ]
+
+
 @pytest.mark.parametrize("start", [None, "src/medsr/models/pretrained/medsr-edsr-tiny-x2"])
 def test_a_card_of_a_recipe_from_scratch_or_shipped_weights_runs_it_alone(ship, start):
     text = ship.card("medsr-x", _config("x", start), [], "fp32", 0.0)
@@ -86,7 +102,11 @@ def test_the_repository_recipe_names_the_run_a_continued_model_starts_from(ship)
     shipped = "src/medsr/models/pretrained/medsr-edsr-quality-x2"
     config = _config("medsr-edsr-quality-x2-modality", shipped)
     text = ship.card("medsr-edsr-quality-x2", config, [], "fp16", 70.0)
-    assert _recipe_block(text)[0] == (
+    assert _recipe_block(text)[:3] == [  # and the first quality x2 run started from x4's
+        "nice -n 10 medsr train configs/pretrained/medsr-edsr-quality-x4.yaml "
+        "--out runs/medsr-edsr-quality-x4  # first",
         "nice -n 10 medsr train configs/pretrained/medsr-edsr-quality-x2.yaml "
-        "--out runs/medsr-edsr-quality-x2  # first"
-    )
+        "--out runs/medsr-edsr-quality-x2",
+        "nice -n 10 medsr train configs/pretrained/medsr-edsr-quality-x2-modality.yaml "
+        "--out runs/medsr-edsr-quality-x2-modality",
+    ]
