@@ -274,6 +274,17 @@ def _runs_first(run: str, recipe: dict) -> list[str]:
     return chain
 
 
+def card_note(text: str) -> str:
+    """The note paragraph(s) of a model card written by :func:`card` ("" if none): what
+    follows the recipe's own paragraph in its section, so that ``--card-only`` keeps it."""
+    if "## Recipe" not in text:
+        return ""
+    section = text.split("## Recipe", 1)[1].split("\n## ", 1)[0]
+    after = section.split("```", 2)[-1]  # past the commands block
+    paragraphs = [p.strip() for p in after.strip().split("\n\n") if p.strip()]
+    return "\n\n".join(p for p in paragraphs if not p.startswith("Recipe `"))
+
+
 def card(
     name: str, config: dict, records: list[dict], dtype: str, fp16_psnr: float, note: str = ""
 ) -> str:
@@ -357,7 +368,7 @@ def card(
         f"Trained {training.get('steps', '?')} steps of batch {training.get('global_batch', '?')} "
         f"on {training.get('device', 'cpu')} ({training.get('precision', 'fp32')}), EMA "
         f"{training.get('ema_decay')}, seed {training.get('seed')}. This was a CPU-only run on "
-        "a shared 2-core machine: far shorter than a normal super-resolution schedule (see "
+        "a 2-core machine: far shorter than a normal super-resolution schedule (see "
         "Limitations).",
         "",
         *([note, ""] if note else []),
@@ -402,7 +413,7 @@ def card(
         *ood_section(meta),
         "## Limitations",
         "",
-        "- Trained on a shared 2-core CPU (no GPU): a GPU run of the same recipe "
+        "- Trained on a 2-core CPU (no GPU): a GPU run of the same recipe "
         "(hundreds of thousands of patches instead of tens of thousands) would be better.",
         "- Small training data (the subjects listed above); other anatomies, scanners and "
         "contrasts are out of distribution (`medsr upscale` warns about some of them).",
@@ -427,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     parser.add_argument(
-        "--card-only", action="store_true", help="rewrite the model card of a shipped model"
+        "--card-only",
+        action="store_true",
+        help="rewrite the model card of a shipped model (keeping its note unless --note is given)",
     )
     parser.add_argument(
         "--onnx-only", action="store_true", help="rewrite model.onnx of a shipped model"
@@ -446,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
 
         with safetensors.safe_open(str(out / "model.safetensors"), "pt") as fh:
             dtype = "fp16" if fh.get_tensor(fh.keys()[0]).dtype == torch.float16 else "fp32"
-        text = card(args.name, config, records, dtype, float("nan"), args.note)
+        old = out / "MODEL_CARD.md"
+        note = args.note or (card_note(old.read_text(encoding="utf-8")) if old.is_file() else "")
+        text = card(args.name, config, records, dtype, float("nan"), note)
         (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
         print(f"wrote {out / 'MODEL_CARD.md'}")
         return 0

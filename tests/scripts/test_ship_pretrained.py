@@ -110,3 +110,11 @@ def test_the_repository_recipe_names_the_run_a_continued_model_starts_from(ship)
         "nice -n 10 medsr train configs/pretrained/medsr-edsr-quality-x2-modality.yaml "
         "--out runs/medsr-edsr-quality-x2-modality",
     ]
+
+
+def test_the_note_of_a_card_is_read_back_for_card_only(ship):
+    note = "The first run continued 2,000 steps.\n\nIt gained 0.1 dB (RESULTS)."
+    text = ship.card("medsr-x", _config("x", None), [], "fp16", 70.0, note)
+    assert ship.card_note(text) == note
+    assert ship.card_note(ship.card("medsr-x", _config("x", None), [], "fp16", 70.0)) == ""
+    assert ship.card_note("# a card written by hand") == ""
