@@ -408,8 +408,11 @@ def gains(records: list[dict]) -> list[str]:
     lines: list[str] = []
     for scale in sorted({r["scale"] for r in records}):
         rows = [r for r in records if r["scale"] == scale]
-        methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "bicubic"]
-        methods = [m for m in methods if m != "Real-ESRGAN x4plus"]
+        methods = [
+            m
+            for m in dict.fromkeys(r["method"] for r in rows)
+            if m not in ("bicubic", "Real-ESRGAN x4plus")
+        ]
         if not methods:
             continue
         if lines:
