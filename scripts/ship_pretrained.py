@@ -459,11 +459,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with safetensors.safe_open(str(out / "model.safetensors"), "pt") as fh:
             dtype = "fp16" if fh.get_tensor(fh.keys()[0]).dtype == torch.float16 else "fp32"
-        old = out / "MODEL_CARD.md"
-        note = args.note or (card_note(old.read_text(encoding="utf-8")) if old.is_file() else "")
+        path = out / "MODEL_CARD.md"
+        note = args.note or (card_note(path.read_text(encoding="utf-8")) if path.is_file() else "")
         text = card(args.name, config, records, dtype, float("nan"), note)
-        (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
-        print(f"wrote {out / 'MODEL_CARD.md'}")
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
         return 0
     if args.checkpoint is None:
         parser.error("give the CHECKPOINT folder to ship (or --card-only / --onnx-only)")
