@@ -75,3 +75,38 @@ def test_bicubic_phases_match_pytorch_everywhere() -> None:
         ours = F.pixel_shuffle(conv(F.pad(lr, (2,) * 4, mode="replicate")), scale)
         theirs = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
         assert (ours - theirs).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("global_skip", [False, True])
+def test_deepened_edsr_computes_what_the_shallower_one_did_and_can_learn(global_skip) -> None:
+    params = {"scale": 2, "num_features": 8, "global_skip": global_skip}
+    shallow = build_generator("edsr", {**params, "num_blocks": 2}).eval()
+    _randomise(shallow)
+    deep = build_generator("edsr", {**params, "num_blocks": 5})
+    deep.deepen_from(shallow)
+    lr = torch.rand(2, 1, 9, 7, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(deep.eval()(lr), shallow(lr), atol=1e-6)
+    assert torch.equal(deep.body[1].body[0].weight, shallow.body[1].body[0].weight)
+    assert torch.equal(deep.body[5].weight, shallow.body[2].weight)  # the body's last conv
+    # the new blocks' first convolutions keep their random start, so each block learns
+    assert deep.body[3].body[0].weight.abs().sum() > 0
+    deep.train()(lr).square().mean().backward()
+    assert deep.body[4].body[2].weight.grad.abs().sum() > 0
+
+
+def test_deepening_needs_a_shallower_edsr_with_the_same_other_hyper_parameters() -> None:
+    deep = build_generator("edsr", {"scale": 2, "num_features": 8, "num_blocks": 3})
+    for other, message in [
+        ({"num_blocks": 3}, "fewer blocks"),
+        ({"num_blocks": 4}, "fewer blocks"),
+        ({"num_blocks": 1, "num_features": 16}, "same hyper-parameters"),
+        ({"num_blocks": 1, "scale": 4}, "same hyper-parameters"),
+    ]:
+        params = {"scale": 2, "num_features": 8, **other}
+        with pytest.raises(ValueError, match=message):
+            deep.deepen_from(build_generator("edsr", params))
+    with pytest.raises(ValueError, match="training form"):
+        deep.deepen_from(
+            build_generator("edsr", {"scale": 2, "num_features": 8, "num_blocks": 1}).fuse()
+        )

@@ -334,6 +334,29 @@ def test_init_generator_from_another_scale_copies_what_fits(tmp_path, caplog):
     assert "initialised afresh: upsample.2.bias, upsample.2.weight" in caplog.text
 
 
+def test_init_generator_deepens_a_shallower_edsr(tmp_path, caplog):
+    from medsr.models import EDSR, save
+    from medsr.train.loop import Trainer
+
+    source = EDSR(scale=2, num_features=8, num_blocks=1)
+    torch.nn.init.normal_(source.tail.weight)  # recognisable weights
+    save(source, tmp_path / "shallow")
+    config = parse_config(
+        tiny_config(
+            **{
+                "model.init_generator": str(tmp_path / "shallow"),
+                "model.generator.params.num_blocks": 3,
+            }
+        )
+    )
+    with caplog.at_level("INFO", logger="medsr.train.loop"):
+        trainer = Trainer(config, out_dir=tmp_path / "run", **datasets())
+    lr = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(trainer.generator.eval()(lr), source.eval()(lr), atol=1e-6)
+    assert "1-block EDSR" in caplog.text and "blocks 2-3 start as the identity" in caplog.text
+
+
 def test_init_generator_must_be_the_same_architecture(tmp_path):
     from medsr.models import EDSR, save
 

@@ -133,6 +133,48 @@ class EDSR(Generator):
         return torch.cat([out[..., :-1, :], exact(feat[..., -3:, :])[..., -1:, :]], dim=-2)
 
     @torch.no_grad()
+    def deepen_from(self, source: EDSR) -> None:
+        """Start this EDSR from a shallower trained one (Net2DeeperNet, Chen et al., "Net2Net:
+        Accelerating Learning via Knowledge Transfer", ICLR 2016): its head, residual blocks
+        (as this model's first ones), the body's last convolution, upsampler and tail are
+        copied, and each extra block starts as the identity (its last convolution zero), so
+        this model computes exactly what ``source`` does and training goes on from there.
+
+        ``source`` must have every hyper-parameter of this model but fewer blocks, and both
+        must be in the training form (not :meth:`fuse`-d).
+        """
+        own = {k: v for k, v in self.hparams().items() if k != "num_blocks"}
+        theirs = {k: v for k, v in source.hparams().items() if k != "num_blocks"}
+        if type(source) is not type(self) or own != theirs:
+            raise ValueError(
+                f"an EDSR deepens only from an EDSR with the same hyper-parameters but "
+                f"num_blocks, not {type(source).__name__} {source.hparams()}"
+            )
+        if source.num_blocks >= self.num_blocks:
+            raise ValueError(
+                f"deepening needs fewer blocks in the source: it has {source.num_blocks}, "
+                f"this EDSR {self.num_blocks}"
+            )
+        if self.fused or source.fused:
+            raise ValueError("deepen_from works on the training form, not a fuse()-d EDSR")
+        last = f"body.{source.num_blocks}."
+        state = {
+            (f"body.{self.num_blocks}." + name[len(last) :] if name.startswith(last) else name): t
+            for name, t in source.state_dict().items()
+        }
+        for block in self.body[source.num_blocks : self.num_blocks]:
+            nn.init.zeros_(block.body[2].weight)
+            nn.init.zeros_(block.body[2].bias)
+        result = self.load_state_dict(state, strict=False)
+        fresh = {
+            f"body.{i}.body.{j}.{kind}"
+            for i in range(source.num_blocks, self.num_blocks)
+            for j in (0, 2)
+            for kind in ("weight", "bias")
+        }
+        assert not result.unexpected_keys and set(result.missing_keys) == fresh, result
+
+    @torch.no_grad()
     def fuse(self) -> EDSR:
         """Switch to the deploy form in place (same output within float rounding); returns
         self. Nothing is computed at the high resolution any more:

@@ -88,7 +88,8 @@ class ModelSpec:
 class ModelConfig:
     """``generator`` (required), ``discriminator`` (needed by adversarial stages), and
     ``init_generator``: a medsr checkpoint folder whose weights start the first stage (same
-    architecture and hyper-parameters; its scale may differ: the tensors that fit are copied)."""
+    architecture and hyper-parameters; its scale may differ: the tensors that fit are copied;
+    an EDSR may start from one with fewer blocks: ``EDSR.deepen_from``)."""
 
     generator: ModelSpec
     discriminator: ModelSpec | None = None

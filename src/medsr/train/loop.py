@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from medsr import distributed
 from medsr.errors import ConfigError, TrainingError
-from medsr.models import build_discriminator, build_generator, load, save
+from medsr.models import EDSR, Generator, build_discriminator, build_generator, load, save
 from medsr.train import ddp
 from medsr.train.config import ModelSpec, RunConfig, StageConfig, parse_config, to_dict
 from medsr.train.data import (
@@ -402,19 +402,42 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _deepens(self, source: Generator) -> bool:
+        """Whether ``source`` is a shallower EDSR with every other hyper-parameter of the
+        configured one (then :meth:`EDSR.deepen_from` starts it)."""
+        if not (isinstance(source, EDSR) and type(self.generator) is EDSR):
+            return False
+        own, theirs = dict(self.generator.hparams()), dict(source.hparams())
+        own_blocks, their_blocks = own.pop("num_blocks"), theirs.pop("num_blocks")
+        return own == theirs and their_blocks < own_blocks
+
     def _load_init(self, path: str) -> None:
         """Start the generator from the checkpoint at ``path``: the same architecture and
         hyper-parameters, except that the scale may differ (EDSR's practice of starting x4
         from x2): then every tensor whose name and shape match is copied and the others (a
-        scale's extra sub-pixel step) keep their initialisation, as the log says."""
+        scale's extra sub-pixel step) keep their initialisation, as the log says. An EDSR may
+        also start from one with fewer blocks and otherwise the same hyper-parameters (scale
+        included): :meth:`EDSR.deepen_from`."""
         source = load(path)
+        if self._deepens(source):
+            self.generator.deepen_from(source)
+            logger.info(
+                "generator initialised from the %d-block EDSR %s; blocks %d-%d start as the "
+                "identity",
+                source.num_blocks,
+                path,
+                source.num_blocks + 1,
+                self.generator.num_blocks,
+            )
+            return
         own = {k: v for k, v in self.generator.hparams().items() if k != "scale"}
         theirs = {k: v for k, v in source.hparams().items() if k != "scale"}
         if type(source) is not type(self.generator) or own != theirs:
             raise ConfigError(
                 f"model.init_generator {path} holds a {type(source).__name__} "
                 f"{source.hparams()}, not the configured {type(self.generator).__name__} "
-                f"{self.generator.hparams()} (only the scale may differ)"
+                f"{self.generator.hparams()} (only the scale may differ, or an EDSR's "
+                "num_blocks may grow)"
             )
         if source.scale == self.generator.scale:
             self.generator.load_state_dict(source.state_dict())
