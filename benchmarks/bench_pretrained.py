@@ -559,12 +559,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
     parser.add_argument(
+        "--docs",
+        type=Path,
+        help="also write the gains tables into this Markdown file (docs/pretrained.md), "
+        f"between its lines '{DOCS_START}' and '{DOCS_END}'",
+    )
+    parser.add_argument(
         "--esrgan-cache",
         type=Path,
         help="a .pt file of Real-ESRGAN outputs, reused when present and written after the run "
         "(Real-ESRGAN does not change between runs)",
     )
     args = parser.parse_args(argv)
+    if args.docs is not None:
+        docs_block(args.docs.read_text(encoding="utf-8"), args.docs)  # fail before the run
     if args.out is None:
         args.out = REPO / "benchmarks" / "pretrained"
         if args.degradation != "bicubic":  # the cards read the bicubic records
@@ -639,7 +647,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.append:
         with args.append.open("a", encoding="utf-8") as fh:
             fh.write("\n" + text)
+    if args.docs is not None:
+        update_docs(args.docs, gains(records))
     return 0
+
+
+DOCS_START = "<!-- gains tables: benchmarks/bench_pretrained.py --docs writes them -->"
+DOCS_END = "<!-- end of the gains tables -->"
+
+
+def docs_block(text: str, path: Path) -> tuple[int, int]:
+    """The span between the markers of ``text`` (one pair, start before end)."""
+    start, end = text.find(DOCS_START), text.find(DOCS_END)
+    if start < 0 or end < start or text.count(DOCS_START) != 1 or text.count(DOCS_END) != 1:
+        raise SystemExit(
+            f"{path}: --docs needs one line '{DOCS_START}' and, after it, one line "
+            f"'{DOCS_END}'; the tables are written between them"
+        )
+    return start + len(DOCS_START), end
+
+
+def update_docs(path: Path, lines: list[str]) -> None:
+    """Replace what lies between the markers of ``path`` with ``lines`` (the rest stays)."""
+    text = path.read_text(encoding="utf-8")
+    start, end = docs_block(text, path)
+    path.write_text(
+        text[:start] + "\n\n" + "\n".join(lines) + "\n\n" + text[end:], encoding="utf-8"
+    )
 
 
 def scale_note() -> str:

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pretrained.py"
 
 
@@ -38,7 +40,13 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     argv = ["--manifest", str(tmp_path / "no-manifest"), "--model", "medsr-edsr-tiny-x2"]
     argv += ["--scales", "2", "--threads", "1", "--out", str(out), "--slices", "2"]
     argv += ["--append", str(tmp_path / "RESULTS.md")]
-    assert bench.main(argv) == 0
+    docs = tmp_path / "pretrained.md"
+    docs.write_text("# intro\n")  # no markers: refused before the run, file untouched
+    with pytest.raises(SystemExit, match="--docs needs one line"):
+        bench.main([*argv, "--docs", str(docs)])
+    assert docs.read_text() == "# intro\n" and not out.exists()
+    docs.write_text(f"# intro\n{bench.DOCS_START}\n| old table |\n{bench.DOCS_END}\nafter\n")
+    assert bench.main([*argv, "--docs", str(docs)]) == 0
     records = json.loads((out / "records.json").read_text())
     sets = {r["set"] for r in records}
     assert sets == {
@@ -60,6 +68,10 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     assert row.split("|")[2] == mean.split("|")[2]  # one MRI set: its mean is its own gain
     assert {r["degradation"] for r in records} == {"bicubic"}
     assert "Degradation: antialiased bicubic." in text
+    written = docs.read_text()  # the docs' block holds the same gains tables, the rest stays
+    assert written.startswith(f"# intro\n{bench.DOCS_START}\n\n| x2: set |")
+    assert written.endswith(f"\n\n{bench.DOCS_END}\nafter\n") and "| old table |" not in written
+    assert written.split(bench.DOCS_START)[1].split(bench.DOCS_END)[0].strip() in gains
 
     # another of the training kernels makes the LR, and the consistency check uses it too
     kspace = tmp_path / "kspace"
