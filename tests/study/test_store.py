@@ -251,3 +251,39 @@ def test_concurrent_processes_lose_no_answers(
         assert len(records) == 4 * study.info.n_items
         assert {(r.quality, r.revision) for r in records} == {(2, 2)}
         assert study.answer_log_count() == 2 * 4 * study.info.n_items
+
+
+def test_a_new_connection_waits_out_a_busy_database(tmp_path: Path, monkeypatch) -> None:
+    """A new connection's first statements can meet a locked database under load (seen
+    with a short busy timeout in the test above): they are retried like writes."""
+    from medsr.study.store import Store
+
+    real_connect = sqlite3.connect
+    failures = {"left": 2}
+
+    class Flaky:  # a connection whose first statements find the database locked
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            object.__setattr__(self, "_conn", conn)
+
+        def execute(self, *args):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self._conn.execute(*args)
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+        def __setattr__(self, name, value):
+            setattr(self._conn, name, value)
+
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: Flaky(real_connect(*a, **k)))
+    store = Store(tmp_path / "db.sqlite", busy_timeout_s=0.001)
+    conn = store.connection()
+    assert failures["left"] == 0 and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    store.close()
+
+    failures["left"] = 10**6  # still locked after retry_s: the error goes to the caller
+    store = Store(tmp_path / "db.sqlite", busy_timeout_s=0.001, retry_s=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.connection()

@@ -184,13 +184,29 @@ class Store:
             check_same_thread=False,  # only so that close() may close every connection
         )
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
+        # the first statements read the schema: under load a new connection can meet a busy
+        # database there too (seen with a short busy timeout), so they are retried like writes
+        self._until_not_busy(lambda: conn.execute("PRAGMA foreign_keys = ON"))
+        self._until_not_busy(lambda: conn.execute("PRAGMA synchronous = FULL"))
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _until_not_busy(self, action: Callable[[], T]) -> T:
+        """``action()``, retried with jittered back-off while SQLite reports the database busy
+        (for ``retry_s`` in all)."""
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))  # jitter, not reproducibility
+                delay = min(delay * 2, 0.5)
 
     def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while busy."""
