@@ -132,6 +132,26 @@ class EDSR(Generator):
         out = torch.cat([exact(feat[..., :3, :])[..., :1, :], out[..., 1:, :]], dim=-2)
         return torch.cat([out[..., :-1, :], exact(feat[..., -3:, :])[..., -1:, :]], dim=-2)
 
+    def deepening_problem(self, source: Generator) -> str | None:
+        """Why :meth:`deepen_from` cannot start this EDSR from ``source``, or None if it can."""
+        if type(source) is not type(self):
+            return f"an EDSR deepens only from an EDSR, not a {type(source).__name__}"
+        own = {k: v for k, v in self.hparams().items() if k != "num_blocks"}
+        theirs = {k: v for k, v in source.hparams().items() if k != "num_blocks"}
+        if own != theirs:
+            return (
+                f"an EDSR deepens only from an EDSR with the same hyper-parameters but "
+                f"num_blocks, not {type(source).__name__} {source.hparams()}"
+            )
+        if source.num_blocks >= self.num_blocks:
+            return (
+                f"deepening needs fewer blocks in the source: it has {source.num_blocks}, "
+                f"this EDSR {self.num_blocks}"
+            )
+        if self.fused or source.fused:
+            return "deepen_from works on the training form, not a fuse()-d EDSR"
+        return None
+
     @torch.no_grad()
     def deepen_from(self, source: EDSR) -> None:
         """Start this EDSR from a shallower trained one (Net2DeeperNet, Chen et al., "Net2Net:
@@ -143,20 +163,9 @@ class EDSR(Generator):
         ``source`` must have every hyper-parameter of this model but fewer blocks, and both
         must be in the training form (not :meth:`fuse`-d).
         """
-        own = {k: v for k, v in self.hparams().items() if k != "num_blocks"}
-        theirs = {k: v for k, v in source.hparams().items() if k != "num_blocks"}
-        if type(source) is not type(self) or own != theirs:
-            raise ValueError(
-                f"an EDSR deepens only from an EDSR with the same hyper-parameters but "
-                f"num_blocks, not {type(source).__name__} {source.hparams()}"
-            )
-        if source.num_blocks >= self.num_blocks:
-            raise ValueError(
-                f"deepening needs fewer blocks in the source: it has {source.num_blocks}, "
-                f"this EDSR {self.num_blocks}"
-            )
-        if self.fused or source.fused:
-            raise ValueError("deepen_from works on the training form, not a fuse()-d EDSR")
+        problem = self.deepening_problem(source)
+        if problem is not None:
+            raise ValueError(problem)
         last = f"body.{source.num_blocks}."
         state = {
             (f"body.{self.num_blocks}." + name[len(last) :] if name.startswith(last) else name): t

@@ -211,32 +211,7 @@ class Store:
     def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while busy."""
         conn = self.connection()
-        deadline = time.monotonic() + self.retry_s
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay * (0.5 + random.random()))  # jitter, not reproducibility
-                delay = min(delay * 2, 0.5)
-                continue
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-                return result
-            except sqlite3.OperationalError as error:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if not _is_busy(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        return self._until_not_busy(lambda: _transaction(conn, work))
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -255,6 +230,19 @@ class Store:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction, rolled back if anything fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+        return result
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def initialise(conn: sqlite3.Connection, meta: Mapping[str, str]) -> None:

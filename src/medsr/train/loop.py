@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from medsr import distributed
 from medsr.errors import ConfigError, TrainingError
-from medsr.models import EDSR, Generator, build_discriminator, build_generator, load, save
+from medsr.models import EDSR, build_discriminator, build_generator, load, save
 from medsr.train import ddp
 from medsr.train.config import ModelSpec, RunConfig, StageConfig, parse_config, to_dict
 from medsr.train.data import (
@@ -402,15 +402,6 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _deepens(self, source: Generator) -> bool:
-        """Whether ``source`` is a shallower EDSR with every other hyper-parameter of the
-        configured one (then :meth:`EDSR.deepen_from` starts it)."""
-        if not (isinstance(source, EDSR) and type(self.generator) is EDSR):
-            return False
-        own, theirs = dict(self.generator.hparams()), dict(source.hparams())
-        own_blocks, their_blocks = own.pop("num_blocks"), theirs.pop("num_blocks")
-        return own == theirs and their_blocks < own_blocks
-
     def _load_init(self, path: str) -> None:
         """Start the generator from the checkpoint at ``path``: the same architecture and
         hyper-parameters, except that the scale may differ (EDSR's practice of starting x4
@@ -419,7 +410,7 @@ class Trainer:
         also start from one with fewer blocks and otherwise the same hyper-parameters (scale
         included): :meth:`EDSR.deepen_from`."""
         source = load(path)
-        if self._deepens(source):
+        if isinstance(self.generator, EDSR) and self.generator.deepening_problem(source) is None:
             self.generator.deepen_from(source)
             logger.info(
                 "generator initialised from the %d-block EDSR %s; blocks %d-%d start as the "
