@@ -186,8 +186,11 @@ class Store:
         conn.row_factory = sqlite3.Row
         # the first statements read the schema: under load a new connection can meet a busy
         # database there too (seen with a short busy timeout), so they are retried like writes
-        self._until_not_busy(lambda: conn.execute("PRAGMA foreign_keys = ON"))
-        self._until_not_busy(lambda: conn.execute("PRAGMA synchronous = FULL"))
+        try:
+            self._until_not_busy(lambda: _configure(conn))
+        except BaseException:
+            conn.close()
+            raise
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
@@ -230,6 +233,12 @@ class Store:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    """A new connection's settings (both are idempotent, so a busy retry may repeat them)."""
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
 
 
 def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
