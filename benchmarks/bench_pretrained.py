@@ -3,6 +3,8 @@
     python benchmarks/bench_pretrained.py                       # the table and the figure
     python benchmarks/bench_pretrained.py --append benchmarks/RESULTS.md
     python benchmarks/bench_pretrained.py --model tiny-x4=runs/medsr-edsr-tiny-x4/checkpoints/last
+    python benchmarks/bench_pretrained.py --scales 4 --model medsr-edsr-quality-x4 \
+        --self-ensemble medsr-edsr-quality-x4 --out /tmp/ensemble   # what --self-ensemble buys
 
 Evaluation sets (deterministic; nothing here was used to choose a hyper-parameter):
 
@@ -249,6 +251,24 @@ def realesrgan(scale: int) -> Method | None:
     return run
 
 
+def self_ensembles(specs: list[str], threads: int) -> dict[str, tuple[int, Method]]:
+    """``label=spec`` or a shipped name -> (scale, the model through medsr's 8-fold
+    self-ensemble on its default engine, as ``medsr upscale --self-ensemble`` runs it), under
+    the label ``"LABEL + self-ensemble"``."""
+    from medsr.infer import load_model
+    from medsr.infer.runtime import get_runner
+
+    out: dict[str, tuple[int, Method]] = {}
+    for spec in specs:
+        label, _, target = spec.partition("=")
+        model = load_model(target or label)
+        out[f"{label} + self-ensemble"] = (
+            model.scale,
+            get_runner(model, threads=threads, self_ensemble=True),
+        )
+    return out
+
+
 def load_models(specs: list[str]) -> dict[str, tuple[int, torch.nn.Module]]:
     """``label=spec`` or a shipped name -> (scale, module)."""
     from medsr.infer import load_model
@@ -314,12 +334,13 @@ def evaluate(
     figure_items: dict,
     cache: dict | None = None,
     degradation: str = "bicubic",
+    extra: dict[str, tuple[int, Method]] | None = None,
 ) -> list[dict]:
     """Every method on every image (``esrgan_subset`` False), then every method and
     Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
     LR by ``degradation`` (one of ``MIXED_KINDS``). ``cache``: Real-ESRGAN outputs by
     ``"scale/image"``, or ``"degradation/scale/image"`` for a degradation other than bicubic
-    (read and filled)."""
+    (read and filled). ``extra``: further methods by label, (scale, method)."""
     records = []
     cache = {} if cache is None else cache
     degrade = degrader(degradation)
@@ -329,6 +350,9 @@ def evaluate(
         for label, (s, module) in models.items():
             if s == scale:
                 methods[label] = network(module)
+        for label, (s, fn) in (extra or {}).items():
+            if s == scale:
+                methods[label] = fn
         esr = realesrgan(scale)
         for set_name, images in sets.items():
             subset = {name for name, _ in _evenly(images, esrgan_slices)}
@@ -540,6 +564,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, default=REPO / "runs" / "data" / "all")
     parser.add_argument("--model", action="append", default=[], help="LABEL=SPEC (repeatable)")
+    parser.add_argument(
+        "--self-ensemble",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also run this model (LABEL=SPEC or a shipped name, repeatable) through the 8-fold "
+        "self-ensemble of `medsr upscale --self-ensemble`, as the method 'LABEL + self-ensemble' "
+        "(8 times its time)",
+    )
     parser.add_argument("--slices", type=int, default=24, help="slices per MRI set")
     parser.add_argument("--esrgan-slices", type=int, default=2)
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
@@ -589,8 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = {}
     if args.esrgan_cache is not None and args.esrgan_cache.is_file():
         cache = torch.load(args.esrgan_cache, weights_only=True)
+    extra = self_ensembles(args.self_ensemble, args.threads)
     records = evaluate(
-        sets, models, args.scales, args.esrgan_slices, items, cache, args.degradation
+        sets, models, args.scales, args.esrgan_slices, items, cache, args.degradation, extra
     )
     if args.esrgan_cache is not None:
         torch.save(cache, args.esrgan_cache)

@@ -88,3 +88,16 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
         if (r["image"], r["method"]) in first
     ]
     assert changed and any(a != b for a, b in changed)  # another LR, other scores
+
+    # the self-ensemble runs the model 8 times (flips and rotations) and averages
+    ensemble = tmp_path / "ensemble"
+    argv[argv.index(str(kspace))] = str(ensemble)
+    assert bench.main([*argv, "--self-ensemble", "tiny=medsr-edsr-tiny-x2"]) == 0
+    both = json.loads((ensemble / "records.json").read_text())
+    # (the synthetic radiograph is flat enough for bicubic to be exact: left out)
+    plain = {r["image"]: r for r in both if r["method"] == "medsr-edsr-tiny-x2" and r["psnr"] < 60}
+    mean8 = {r["image"]: r for r in both if r["method"] == "tiny + self-ensemble"}
+    assert len(plain) == 5 and plain.keys() <= mean8.keys()
+    diffs = [mean8[k]["psnr"] - plain[k]["psnr"] for k in plain]
+    assert all(0 < d < 1 for d in diffs), diffs  # a little better: the model is not equivariant
+    assert "tiny + self-ensemble dPSNR" in (ensemble / "results.md").read_text()
