@@ -250,6 +250,20 @@ def test_run_a_dicom_series_into_a_derived_series(tmp_path, bicubic):
     assert "bicubic test" in first.DerivationDescription
 
 
+def test_the_derived_series_says_how_it_was_made(tmp_path, bicubic):
+    series = _ct_series(tmp_path / "in" / "ct")
+    (job,) = plan([series], tmp_path / "out").jobs
+    outcome = run(job, bicubic, UpscaleOptions(device="cpu", self_ensemble=True))
+    assert outcome.ok, outcome.error
+    first = pydicom.dcmread(sorted(outcome.written)[0])
+    assert f"({bicubic.name} x2, self-ensemble x8)" in first.DerivationDescription
+    (job,) = plan([series], tmp_path / "plain").jobs
+    outcome = run(job, bicubic, UpscaleOptions(device="cpu"))
+    first = pydicom.dcmread(sorted(outcome.written)[0])
+    assert f"({bicubic.name} x2)" in first.DerivationDescription
+    assert "self-ensemble" not in first.DerivationDescription
+
+
 def test_run_takes_an_image_already_read(tmp_path, bicubic):
     image = read(_touch_png(tmp_path / "a.png"))
     job = Job(tmp_path / "upload", Path("result"), tmp_path / "out")

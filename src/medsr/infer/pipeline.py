@@ -522,7 +522,9 @@ def run(
             result, description = _self_supervised(image, model, options, progress)
         else:
             result = upscale(image, model, options, progress)
-            description = f"{model.name} x{model.scale}"
+            description = f"{model.name} x{model.scale}" + (
+                ", self-ensemble x8" if options.self_ensemble else ""
+            )
         output, outcome.clipped = fit_to_output(result.image, fmt)
         if ledger is not None:
             ledger.record(target)  # before writing: a killed write leaves a listed output
