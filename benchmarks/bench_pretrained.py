@@ -51,10 +51,14 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from medsr.infer.model_source import SRModel
 
 HEADING = "## Pretrained models (issue 9)"
 REPO = Path(__file__).resolve().parents[1]
@@ -255,33 +259,29 @@ def self_ensembles(specs: list[str], threads: int) -> dict[str, tuple[int, Metho
     """``label=spec`` or a shipped name -> (scale, the model through medsr's 8-fold
     self-ensemble on its default engine, as ``medsr upscale --self-ensemble`` runs it), under
     the label ``"LABEL + self-ensemble"``."""
-    from medsr.infer import load_model
     from medsr.infer.runtime import get_runner
 
     out: dict[str, tuple[int, Method]] = {}
-    for spec in specs:
-        label, _, target = spec.partition("=")
-        model = load_model(target or label)
-        out[f"{label} + self-ensemble"] = (
-            model.scale,
-            get_runner(model, threads=threads, self_ensemble=True),
-        )
+    for label, model in _loaded(specs):
+        runner = get_runner(model, threads=threads, self_ensemble=True)
+        out[f"{label} + self-ensemble"] = (model.scale, runner)
     return out
+
+
+def _loaded(specs: list[str]) -> list[tuple[str, SRModel]]:
+    """``label=spec`` or a shipped name -> (label, the loaded model)."""
+    from medsr.infer import load_model
+
+    pairs = (spec.partition("=") for spec in specs)
+    return [(label, load_model(target or label)) for label, _, target in pairs]
 
 
 def load_models(specs: list[str]) -> dict[str, tuple[int, torch.nn.Module]]:
     """``label=spec`` or a shipped name -> (scale, module)."""
-    from medsr.infer import load_model
     from medsr.models import PRETRAINED
 
-    if not specs:
-        specs = list(PRETRAINED)
-    out = {}
-    for spec in specs:
-        label, _, target = spec.partition("=")
-        model = load_model(target or label)
-        out[label] = (model.scale, model.module)
-    return out
+    loaded = _loaded(specs or list(PRETRAINED))
+    return {label: (model.scale, model.module) for label, model in loaded}
 
 
 # -- evaluation --------------------------------------------------------------------------------

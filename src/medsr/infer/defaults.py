@@ -50,6 +50,10 @@ DEFAULT_OVERLAP = 16
 PIXELS_PER_CALL = BATCH_TILE * BATCH_TILE
 """Input pixels per model call when the batch size is automatic (CPU; 8x on a GPU)."""
 
+SELF_ENSEMBLE = "self-ensemble x8"
+"""How a runner's description and a derived series' DerivationDescription name the 8-fold
+self-ensemble (``--self-ensemble``)."""
+
 ENGINES = ("torch", "onnxruntime", "openvino")
 
 FAST_CPU_ENGINES = ("openvino", "onnxruntime")

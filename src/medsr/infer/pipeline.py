@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsr.errors import ConfigError, FileError, MedsrError, WriteError
-from medsr.infer.defaults import DEFAULT_OVERLAP, DEFAULT_TILE
+from medsr.infer.defaults import DEFAULT_OVERLAP, DEFAULT_TILE, SELF_ENSEMBLE
 from medsr.infer.outputs import (
     OutputLedger,
     candidate_outputs,
@@ -523,7 +523,7 @@ def run(
         else:
             result = upscale(image, model, options, progress)
             description = f"{model.name} x{model.scale}" + (
-                ", self-ensemble x8" if options.self_ensemble else ""
+                f", {SELF_ENSEMBLE}" if options.self_ensemble else ""
             )
         output, outcome.clipped = fit_to_output(result.image, fmt)
         if ledger is not None:

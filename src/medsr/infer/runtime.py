@@ -30,6 +30,7 @@ from medsr.infer.defaults import (
     ENGINES,
     FAST_CPU_ENGINES,
     PRECISIONS,
+    SELF_ENSEMBLE,
 )
 from medsr.infer.model_source import SRModel
 
@@ -178,7 +179,7 @@ def ensemble(runner: Runner) -> Runner:
         device=runner.device,
         precision=runner.precision,
         engine=runner.engine,
-        description=f"{runner.description}, self-ensemble x8",
+        description=f"{runner.description}, {SELF_ENSEMBLE}",
     )
 
 
