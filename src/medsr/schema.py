@@ -365,6 +365,18 @@ def at_least(name: str, value: float, low: float, *, unit: str = "") -> None:
         raise ConfigError(f"{name} must be >= {bound}, got {value!r}")
 
 
+def unit_range(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as ``(low, high)`` with ``0 < low <= high <= 1`` (a factor range), else
+    ConfigError."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be two numbers [low, high], got {value!r}") from None
+    if not 0 < low <= high <= 1:
+        raise ConfigError(f"{name} must satisfy 0 < low <= high <= 1, got [{low}, {high}]")
+    return low, high
+
+
 def one_of(name: str, value: Any, allowed: Iterable[Any]) -> None:
     """Raise ConfigError unless ``value`` is one of ``allowed``, listing them."""
     allowed = list(allowed)

@@ -262,3 +262,35 @@ def test_real_brats_slice_round_trips_to_physical_units(shared_data: Path, tmp_p
     assert item["lr"].shape == (3, 60, 60)
     train = SRDataset(tmp_path / "out", degradation=BICUBIC, patch_size=128)
     assert train[index]["hr"].shape == (1, 128, 128)
+
+
+def test_intensity_scale_multiplies_each_training_patch_before_degradation(
+    prepared: Path,
+) -> None:
+    plain = SRDataset(prepared, degradation=BICUBIC, patch_size=16, augment=False, seed=3)
+    scaled = SRDataset(
+        prepared,
+        degradation=BICUBIC,
+        patch_size=16,
+        augment=False,
+        seed=3,
+        intensity_scale=(0.5, 0.9),
+    )
+    factors = []
+    for index in range(6):
+        a, b = plain[index], scaled[index]
+        bright = a["hr"] > 0.05
+        factor = float((b["hr"][bright] / a["hr"][bright]).mean())
+        assert 0.5 <= factor <= 0.9
+        torch.testing.assert_close(b["hr"], a["hr"] * factor)  # same patch, one factor
+        torch.testing.assert_close(b["lr"], bicubic(b["hr"], 4))  # degraded after scaling
+        factors.append(factor)
+    assert len({round(f, 4) for f in factors}) == len(factors)  # one draw per item
+    val = SRDataset(
+        prepared, degradation=BICUBIC, split="val", mode="eval", intensity_scale=(0.5, 0.9)
+    )
+    plain_val = SRDataset(prepared, degradation=BICUBIC, split="val", mode="eval")
+    assert torch.equal(val[0]["hr"], plain_val[0]["hr"])  # evaluation is never scaled
+    for bad in [(0, 1), (0.8, 0.5), (0.5, 1.5), (0.5,), "x"]:
+        with pytest.raises(ConfigError, match="intensity_scale"):
+            SRDataset(prepared, degradation=BICUBIC, patch_size=16, intensity_scale=bad)

@@ -59,6 +59,8 @@ def test_unknown_key_lists_valid_keys():
         ("train.precision", "fp16", "valid: auto, fp32, bf16"),
         ("train.ema_decay", 1.5, "ema_decay must be in (0, 1)"),
         ("data.batch_size", -1, "batch_size must be positive"),
+        ("data.intensity_scale", [0.9, 0.5], "intensity_scale must satisfy 0 < low <= high"),
+        ("data.intensity_scale", [0.5], "data.intensity_scale: expected a list of 2 numbers"),
         ("stages.0.losses", {}, "at least one loss"),
         ("stages.0.losses.pixel.kind", "l3", "unknown kind 'l3'"),
         ("stages.0.name", "pre train", "letters, digits"),

@@ -6,7 +6,8 @@ normaliser and makes the LR input with the configured degradation.
 
 * ``mode="train"``: random HR patches of ``patch_size`` (a multiple of the scale), placed
   with a bias towards the foreground (:func:`~medsr.data.patches.foreground_origin`),
-  randomly flipped and rotated by quarter turns, then degraded.
+  randomly flipped and rotated by quarter turns, optionally scaled in intensity
+  (``intensity_scale``), then degraded.
 * ``mode="eval"``: whole slices, cropped to a multiple of the scale (the first rows and
   columns are kept, so the slice origin stays), without augmentation, with the normaliser
   dict so that metrics can be computed in physical units after ``inverse``.
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from medsr.data.manifest import SliceRecord, manifest_path, read_manifest
 from medsr.data.patches import Flip, foreground_origin, item_generator, stack_neighbours
 from medsr.errors import ConfigError
+from medsr.schema import unit_range
 from medsr.transforms.degrade import Degradation, crop_to_multiple
 from medsr.transforms.intensity import Normaliser, normaliser_from_dict
 
@@ -62,6 +64,11 @@ class SRDataset(Dataset):
     degradation for that modality's slices instead of ``degradation`` (same scale factors).
     An acquisition model belongs to a modality: k-space truncation is how an MR image loses
     resolution, never a CT slice or a radiograph.
+
+    ``intensity_scale`` (train mode only): ``(low, high)`` with ``0 < low <= high <= 1``; each
+    HR patch is multiplied by a factor drawn uniformly from that range before it is degraded,
+    so that the model sees the same anatomy at other brightnesses (another scanner's or
+    normaliser's intensity range). None: no scaling.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class SRDataset(Dataset):
         datasets: Sequence[str] | None = None,
         dataset_repeats: Mapping[str, int] | None = None,
         modality_degradations: Mapping[str, Degradation] | None = None,
+        intensity_scale: tuple[float, float] | None = None,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ConfigError(f"unknown dataset mode {mode!r}; valid: train, eval")
@@ -117,6 +125,8 @@ class SRDataset(Dataset):
             )
         if patches_per_slice < 1:
             raise ConfigError(f"patches_per_slice must be >= 1, got {patches_per_slice}")
+        if intensity_scale is not None:
+            intensity_scale = unit_range("intensity_scale", intensity_scale)
         path = manifest_path(manifest)
         self.root = path.parent
         rows = read_manifest(path)
@@ -157,6 +167,7 @@ class SRDataset(Dataset):
         self.min_patch_foreground = min_patch_foreground
         self.foreground_tries = foreground_tries
         self.return_mask = return_mask
+        self.intensity_scale = intensity_scale if mode == "train" else None
         self.epoch = 0
         self._normalisers: dict[str, Normaliser] = {
             r.normaliser: normaliser_from_dict(json.loads(r.normaliser)) for r in rows
@@ -255,6 +266,10 @@ class SRDataset(Dataset):
             flip = Flip.draw(g)
             stack = flip(stack)
             mask = flip(mask) if mask is not None else None
+        if self.intensity_scale is not None:
+            # Drawn after the flip, only when configured: the streams of runs without it stay.
+            low, high = self.intensity_scale
+            stack = stack * (low + (high - low) * float(torch.rand((), generator=g)))
         item: dict[str, Any] = self._pair(stack, g, self.degradation_for(row))
         if mask is not None:
             item["mask"] = mask

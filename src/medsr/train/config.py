@@ -35,6 +35,7 @@ from medsr.schema import (
     positive,
     read_yaml,
     type_name,
+    unit_range,
     yaml_load,
 )
 
@@ -112,6 +113,8 @@ class DataConfig:
     ``modality_degradation``: manifest modality (``MR``, ``CT``, ``DX``, ``CR``) -> stages
     (inline or a YAML file) used for that modality's slices instead of ``degradation``, with
     the same scale (e.g. k-space truncation for MR only).
+    ``intensity_scale``: ``[low, high]`` with ``0 < low <= high <= 1``; each training patch is
+    multiplied by a factor drawn uniformly from it before degradation (null: none).
     """
 
     manifest: str
@@ -132,6 +135,7 @@ class DataConfig:
     licenses: dict[str, str] = field(default_factory=dict)
     dataset_repeats: dict[str, int] = field(default_factory=dict)
     modality_degradation: dict[str, str | list[dict[str, Any]]] = field(default_factory=dict)
+    intensity_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         positive("patch_size", self.patch_size)
@@ -146,6 +150,8 @@ class DataConfig:
             positive("val_max_slices", self.val_max_slices)
         if self.val_crop is not None:
             positive("val_crop", self.val_crop)
+        if self.intensity_scale is not None:
+            unit_range("intensity_scale", self.intensity_scale)
         if not 0.0 <= self.min_patch_foreground <= 1.0:
             raise ConfigError(
                 f"min_patch_foreground must be in [0, 1], got {self.min_patch_foreground}"

@@ -264,6 +264,7 @@ def build_datasets(
         min_patch_foreground=data.min_patch_foreground,
         foreground_tries=data.foreground_tries,
         dataset_repeats=data.dataset_repeats or None,
+        intensity_scale=data.intensity_scale,
         **common,
     )
     val = None
