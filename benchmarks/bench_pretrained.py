@@ -335,16 +335,19 @@ def evaluate(
     cache: dict | None = None,
     degradation: str = "bicubic",
     extra: dict[str, tuple[int, Method]] | None = None,
+    intensity: float = 1.0,
 ) -> list[dict]:
     """Every method on every image (``esrgan_subset`` False), then every method and
     Real-ESRGAN on the centre ``ESRGAN_CROP`` crop of the subset (``esrgan_subset`` True).
     LR by ``degradation`` (one of ``MIXED_KINDS``). ``cache``: Real-ESRGAN outputs by
     ``"scale/image"``, or ``"degradation/scale/image"`` for a degradation other than bicubic
-    (read and filled). ``extra``: further methods by label, (scale, method)."""
+    (read and filled). ``extra``: further methods by label, (scale, method). ``intensity``:
+    every HR image is multiplied by it first (another scanner's or normaliser's brightness)."""
     records = []
     cache = {} if cache is None else cache
     degrade = degrader(degradation)
     prefix = "" if degradation == "bicubic" else f"{degradation}/"
+    prefix += "" if intensity == 1 else f"intensity {intensity:g}/"
     for scale in scales:
         methods: dict[str, Method] = {"bicubic": bicubic_up(scale)}
         for label, (s, module) in models.items():
@@ -357,6 +360,7 @@ def evaluate(
         for set_name, images in sets.items():
             subset = {name for name, _ in _evenly(images, esrgan_slices)}
             for name, unit in images:
+                unit = unit * np.float32(intensity)
                 hr = torch.from_numpy(np.ascontiguousarray(unit))[None, None]
                 runs = [(False, hr, methods)]
                 if esr is not None and name in subset:
@@ -380,6 +384,7 @@ def evaluate(
                                 "image": name,
                                 "method": method,
                                 "degradation": degradation,
+                                "intensity": intensity,
                                 "esrgan_subset": flag,
                                 "size": list(image.shape[-2:]),
                                 **sc,
@@ -585,10 +590,19 @@ def main(argv: list[str] | None = None) -> int:
         "protocol); the others are the further kernels the models train on",
     )
     parser.add_argument(
+        "--intensity",
+        type=float,
+        default=1.0,
+        help="multiply every HR image by this factor in (0, 1] before it is degraded: how the "
+        "models hold up when an image is darker than the training normalisation makes it "
+        "(default 1: as normalised)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="output folder (default benchmarks/pretrained, whose records the model cards use; "
-        "benchmarks/pretrained/KIND for another --degradation)",
+        "benchmarks/pretrained/KIND for another --degradation, .../intensity-F for another "
+        "--intensity)",
     )
     parser.add_argument("--append", type=Path, help="append the section to this Markdown file")
     parser.add_argument(
@@ -604,12 +618,16 @@ def main(argv: list[str] | None = None) -> int:
         "(Real-ESRGAN does not change between runs)",
     )
     args = parser.parse_args(argv)
+    if not 0 < args.intensity <= 1:
+        parser.error(f"--intensity must be in (0, 1], got {args.intensity}")
     if args.docs is not None:
         docs_block(args.docs.read_text(encoding="utf-8"), args.docs)  # fail before the run
     if args.out is None:
         args.out = REPO / "benchmarks" / "pretrained"
         if args.degradation != "bicubic":  # the cards read the bicubic records
             args.out = args.out / args.degradation
+        if args.intensity != 1:
+            args.out = args.out / f"intensity-{args.intensity:g}"
     torch.set_num_threads(args.threads)
 
     sets = {}
@@ -624,7 +642,15 @@ def main(argv: list[str] | None = None) -> int:
         cache = torch.load(args.esrgan_cache, weights_only=True)
     extra = self_ensembles(args.self_ensemble, args.threads)
     records = evaluate(
-        sets, models, args.scales, args.esrgan_slices, items, cache, args.degradation, extra
+        sets,
+        models,
+        args.scales,
+        args.esrgan_slices,
+        items,
+        cache,
+        args.degradation,
+        extra,
+        args.intensity,
     )
     if args.esrgan_cache is not None:
         torch.save(cache, args.esrgan_cache)
@@ -644,7 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else __import__("sys").argv[1:])
         + f"` ({elapsed / 60:.1f} min).",
         "",
-        f"Degradation: {MIXED_KIND_TEXT[args.degradation]}. Entries: PSNR (dB) / SSIM / GMSD "
+        f"Degradation: {MIXED_KIND_TEXT[args.degradation]}"
+        + ("" if args.intensity == 1 else f", after the HR is multiplied by {args.intensity:g}")
+        + ". Entries: PSNR (dB) / SSIM / GMSD "
         "(lower is better), means over the set's images, data range 1 of the training "
         f"normalisation ({scale_note()}).",
         "",

@@ -101,3 +101,17 @@ def test_bench_pretrained_writes_table_records_and_figure(tmp_path, dicom_file):
     diffs = [mean8[k]["psnr"] - plain[k]["psnr"] for k in plain]
     assert all(0 < d < 1 for d in diffs), diffs  # a little better: the model is not equivariant
     assert "tiny + self-ensemble dPSNR" in (ensemble / "results.md").read_text()
+
+    # a darker HR (another normaliser's range): bicubic is linear, its error halves with it
+    dark = tmp_path / "dark"
+    argv[argv.index(str(ensemble))] = str(dark)
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--intensity", "1.5"])
+    assert not dark.exists()
+    assert bench.main([*argv, "--intensity", "0.5"]) == 0
+    darker = json.loads((dark / "records.json").read_text())
+    assert {r["intensity"] for r in darker} == {0.5}
+    base = {r["image"]: r["psnr"] for r in both if r["method"] == "bicubic" and r["psnr"] < 60}
+    half = {r["image"]: r["psnr"] for r in darker if r["method"] == "bicubic"}
+    assert base and all(abs(half[k] - base[k] - 6.02) < 0.05 for k in base), (base, half)
+    assert "after the HR is multiplied by 0.5" in (dark / "results.md").read_text()
