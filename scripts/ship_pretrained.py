@@ -237,13 +237,23 @@ def degradation_lines(meta: dict) -> list[str]:
     deg = meta.get("degradation")
     by_modality = meta.get("modality_degradation") or {}
     if not by_modality:
-        return [f"`{json.dumps(deg)}`: {describe_degradation(deg)}."]
-    lines = [
-        f"Slices of modality {', '.join(sorted(by_modality))} had their own degradation; all "
-        f"other slices `{json.dumps(deg)}`: {describe_degradation(deg)}.",
-    ]
+        lines = [f"`{json.dumps(deg)}`: {describe_degradation(deg)}."]
+    else:
+        lines = [
+            f"Slices of modality {', '.join(sorted(by_modality))} had their own degradation; "
+            f"all other slices `{json.dumps(deg)}`: {describe_degradation(deg)}.",
+        ]
     for modality, stages in sorted(by_modality.items()):
         lines += ["", f"{modality}: `{json.dumps(stages)}`: {describe_degradation(stages)}."]
+    data = ((meta.get("recipe") or {}).get("config") or {}).get("data") or {}
+    if data.get("intensity_scale"):
+        low, high = data["intensity_scale"]
+        lines += [
+            "",
+            f"Before it was degraded, every training patch was multiplied by a factor drawn "
+            f"uniformly from [{low:g}, {high:g}] (`data.intensity_scale`), so that the model "
+            "saw the same anatomy at other brightnesses.",
+        ]
     return lines
 
 

@@ -94,6 +94,10 @@ def test_the_card_spells_out_the_degradation_of_each_modality(ship):
     assert "antialiased bicubic (75 %), Gaussian blur" in ct and "(25 %)" in ct
     assert "k-space" not in ct and "noise" not in ct
     assert ship.describe_degradation(None) == "not recorded"
+    assert "brightness" not in both
+    scaled = {"degradation": [mixed], "recipe": {"config": {"data": {"intensity_scale": [0.5, 1]}}}}
+    last = ship.degradation_lines(scaled)[-1]
+    assert "multiplied by a factor drawn uniformly from [0.5, 1] (`data.intensity_scale`)" in last
 
 
 def test_the_repository_recipe_names_the_run_a_continued_model_starts_from(ship):
