@@ -347,7 +347,10 @@ def evaluate(
     cache = {} if cache is None else cache
     degrade = degrader(degradation)
     prefix = "" if degradation == "bicubic" else f"{degradation}/"
-    prefix += "" if intensity == 1 else f"intensity {intensity:g}/"
+    if intensity != 1:  # once for all scales
+        prefix += f"intensity {intensity:g}/"
+        factor = np.float32(intensity)
+        sets = {name: [(n, unit * factor) for n, unit in items] for name, items in sets.items()}
     for scale in scales:
         methods: dict[str, Method] = {"bicubic": bicubic_up(scale)}
         for label, (s, module) in models.items():
@@ -360,7 +363,6 @@ def evaluate(
         for set_name, images in sets.items():
             subset = {name for name, _ in _evenly(images, esrgan_slices)}
             for name, unit in images:
-                unit = unit * np.float32(intensity)
                 hr = torch.from_numpy(np.ascontiguousarray(unit))[None, None]
                 runs = [(False, hr, methods)]
                 if esr is not None and name in subset:
@@ -648,9 +650,9 @@ def main(argv: list[str] | None = None) -> int:
         args.esrgan_slices,
         items,
         cache,
-        args.degradation,
-        extra,
-        args.intensity,
+        degradation=args.degradation,
+        extra=extra,
+        intensity=args.intensity,
     )
     if args.esrgan_cache is not None:
         torch.save(cache, args.esrgan_cache)
