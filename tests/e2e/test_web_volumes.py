@@ -78,8 +78,10 @@ def test_self_supervised_thick_brain(browser, page, live_server, tmp_path):
     crop = np.asarray(image.dataobj, dtype=np.float32)[64:192, 64:192, :]
     path = tmp_path / "brain-thick.nii.gz"
     nib.save(nib.Nifti1Image(crop, image.affine), path)
+    # 60 small steps, each large enough that training lasts about a second: the page polls
+    # every 300 ms, and a 0.3 s training stage could fall between two polls
     small = SelfSupConfig(
-        steps=60, batch_size=8, patch=32, features=16, num_blocks=2, eval_every=20,
+        steps=60, batch_size=16, patch=48, features=32, num_blocks=2, eval_every=20,
         heldout_patches=16, warmup=10,
     )  # fmt: skip
     app = create_app(ServeSettings(data_dir=tmp_path / "data", threads=1, selfsup=small))
